@@ -1,0 +1,124 @@
+//! Configuration: defaults, then environment, then flags; validated once, then passed as structs.
+
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the walker decides what to read.
+#[derive(Debug, Clone)]
+pub struct WalkConfig {
+    /// Files larger than this are skipped (reason `too-large`).
+    pub max_file_bytes: u64,
+    /// A file whose longest line exceeds this many bytes is treated as minified.
+    pub max_line_bytes: usize,
+    /// A file whose mean line length exceeds this is treated as minified.
+    pub max_mean_line_bytes: usize,
+    /// Follow symbolic links that stay inside the root (links out are always skipped).
+    pub follow_links: bool,
+}
+
+impl Default for WalkConfig {
+    fn default() -> Self {
+        WalkConfig {
+            max_file_bytes: 1024 * 1024,
+            max_line_bytes: 4096,
+            max_mean_line_bytes: 300,
+            follow_links: true,
+        }
+    }
+}
+
+/// How files are cut into chunks.
+#[derive(Debug, Clone)]
+pub struct ChunkConfig {
+    /// A definition larger than this is split at its children's boundaries.
+    pub max_chunk_bytes: usize,
+    /// Adjacent small items are merged until a chunk reaches about this size.
+    pub target_chunk_bytes: usize,
+    /// Items (definitions, top-level code) smaller than this merge with small neighbours...
+    pub merge_below_bytes: usize,
+    /// ...into groups of at most this size.
+    pub merge_max_bytes: usize,
+    /// Lines per window for files chunked by lines.
+    pub window_lines: usize,
+    /// Time allowed to parse one file before it falls back to line windows.
+    pub parse_budget: Duration,
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        ChunkConfig {
+            max_chunk_bytes: 3000,
+            target_chunk_bytes: 1500,
+            merge_below_bytes: 160,
+            merge_max_bytes: 800,
+            window_lines: 60,
+            parse_budget: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Everything the engine needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where indexes live: one sub-directory per repository.
+    pub data_dir: PathBuf,
+    pub walk: WalkConfig,
+    pub chunk: ChunkConfig,
+    /// Memory budget of the tantivy writer.
+    pub writer_memory_bytes: usize,
+}
+
+impl Config {
+    /// Defaults, with `CODECTX_DATA_DIR` and `CODECTX_MAX_FILE_BYTES` applied from the environment.
+    pub fn from_env() -> Result<Config> {
+        let mut config = Config::with_data_dir(default_data_dir());
+        if let Some(dir) = std::env::var_os("CODECTX_DATA_DIR").filter(|d| !d.is_empty()) {
+            config.data_dir = PathBuf::from(dir);
+        }
+        if let Ok(v) = std::env::var("CODECTX_MAX_FILE_BYTES") {
+            config.walk.max_file_bytes = v.trim().parse().map_err(|_| {
+                Error::invalid(format!(
+                    "CODECTX_MAX_FILE_BYTES={v:?}: expected a whole number of bytes"
+                ))
+            })?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            walk: WalkConfig::default(),
+            chunk: ChunkConfig::default(),
+            writer_memory_bytes: 128 * 1024 * 1024,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.walk.max_file_bytes == 0 {
+            return Err(Error::invalid("max file size must be greater than 0"));
+        }
+        if self.chunk.max_chunk_bytes < self.chunk.target_chunk_bytes {
+            return Err(Error::invalid(format!(
+                "max chunk size ({}) must be at least the target chunk size ({})",
+                self.chunk.max_chunk_bytes, self.chunk.target_chunk_bytes
+            )));
+        }
+        if self.chunk.window_lines == 0 {
+            return Err(Error::invalid("window lines must be greater than 0"));
+        }
+        if self.writer_memory_bytes < 15_000_000 {
+            return Err(Error::invalid("writer memory must be at least 15 MB"));
+        }
+        Ok(())
+    }
+}
+
+/// `$XDG_DATA_HOME/codectx` (or the platform equivalent), else `./.codectx`.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("codectx"))
+        .unwrap_or_else(|| PathBuf::from(".codectx"))
+}

@@ -1,0 +1,15 @@
+//! codectx: a semantic code indexer and context-retrieval engine for coding agents.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod index;
+pub mod model;
+pub mod retrieve;
+pub mod source;
+pub mod syntax;
+
+pub use engine::Engine;
+pub use error::{Error, ErrorKind, Result};
