@@ -1,0 +1,575 @@
+//! The tree-sitter chunker: definitions from the language's queries, nested into a forest,
+//! emitted whole when small, split at child boundaries when large, merged when tiny.
+
+use super::spec::{self, CompiledSpec};
+use super::text::windows;
+use super::{Builder, Meta};
+use crate::model::ChunkKind;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::Instant;
+use streaming_iterator::StreamingIterator;
+use tree_sitter::{Node, Parser, QueryCursor, QueryCursorOptions, Tree};
+
+/// Longest signature kept, in bytes.
+const MAX_SIGNATURE: usize = 240;
+
+thread_local! {
+    static PARSER: RefCell<Parser> = RefCell::new(Parser::new());
+}
+
+/// A definition found in the tree, normalised (lifted, unwrapped, with attached comments).
+struct Def<'t> {
+    /// The node whose text is the definition (wrappers included).
+    node: Node<'t>,
+    /// Start including attached doc comments and attributes.
+    start: usize,
+    end: usize,
+    kind: ChunkKind,
+    name: String,
+    signature: String,
+    doc: String,
+    children: Vec<usize>,
+}
+
+impl Def<'_> {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// How this definition reads as the scope of its children.
+    fn label(&self) -> String {
+        if self.signature.is_empty() {
+            format!("{} {}", self.kind, self.name)
+        } else {
+            self.signature.clone()
+        }
+    }
+}
+
+/// Chunks a code file; falls back to line windows when the grammar is missing, the parse
+/// exceeds its time budget, or the parser gives up.
+pub fn chunk(b: &mut Builder<'_>) {
+    let Some(spec) = spec::compiled(b.language) else {
+        b.diagnose(
+            format!("no grammar for {}; chunked by lines", b.language),
+            true,
+        );
+        return windows(b, 0, b.text.len(), &Meta::lines());
+    };
+    let deadline = Instant::now() + b.config.parse_budget;
+    let tree = match parse(&spec, b.text, deadline) {
+        Ok(tree) => tree,
+        Err(reason) => {
+            b.diagnose(format!("{reason}; chunked by lines"), true);
+            return windows(b, 0, b.text.len(), &Meta::lines());
+        }
+    };
+    let root = tree.root_node();
+    if root.has_error() {
+        b.diagnose("syntax errors; chunks around them may be coarse", false);
+    }
+    let Some(mut defs) = collect_defs(&spec, b.text, root, deadline) else {
+        b.diagnose(
+            format!(
+                "definition query exceeded the parse budget of {:?}; chunked by lines",
+                b.config.parse_budget
+            ),
+            true,
+        );
+        return windows(b, 0, b.text.len(), &Meta::lines());
+    };
+    let roots = nest(&mut defs);
+    let mut emitter = Emitter { b, defs: &defs };
+    emitter.level(0, emitter.b.text.len(), &roots, "", None);
+}
+
+fn parse(spec: &CompiledSpec, text: &str, deadline: Instant) -> Result<Tree, String> {
+    PARSER.with(|cell| {
+        let mut parser = cell.borrow_mut();
+        parser
+            .set_language(&spec.ts_language)
+            .map_err(|e| format!("grammar version mismatch: {e}"))?;
+        let bytes = text.as_bytes();
+        let mut timed_out = false;
+        let mut progress = |_: &tree_sitter::ParseState| {
+            if Instant::now() > deadline {
+                timed_out = true;
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let options = tree_sitter::ParseOptions::new().progress_callback(&mut progress);
+        let tree = parser.parse_with_options(
+            &mut |offset, _| bytes.get(offset..).unwrap_or_default(),
+            None,
+            Some(options),
+        );
+        parser.reset();
+        match tree {
+            Some(tree) => Ok(tree),
+            None if timed_out => Err("parse exceeded its time budget".to_string()),
+            None => Err("the parser gave up".to_string()),
+        }
+    })
+}
+
+/// Runs the definition query and normalises each captured definition; `None` on timeout.
+fn collect_defs<'t>(
+    spec: &CompiledSpec,
+    text: &str,
+    root: Node<'t>,
+    deadline: Instant,
+) -> Option<Vec<Def<'t>>> {
+    let mut cursor = QueryCursor::new();
+    cursor.set_match_limit(4096);
+    let mut timed_out = false;
+    let mut progress = |_: &tree_sitter::QueryCursorState| {
+        if Instant::now() > deadline {
+            timed_out = true;
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let options = QueryCursorOptions::new().progress_callback(&mut progress);
+    let mut matches = cursor.matches_with_options(&spec.query, root, text.as_bytes(), options);
+    let mut defs: Vec<Def<'t>> = Vec::new();
+    let mut seen: HashMap<(usize, usize), usize> = HashMap::new();
+    while let Some(m) = matches.next() {
+        let mut def_node = None;
+        let mut name_node = None;
+        for cap in m.captures() {
+            if Some(cap.index) == spec.name_capture {
+                name_node = Some(cap.node);
+            } else if let Some(Some(kind)) = spec.definition_captures.get(cap.index as usize) {
+                def_node = Some((cap.node, *kind));
+            }
+        }
+        let (Some((captured, kind)), Some(name_node)) = (def_node, name_node) else {
+            continue;
+        };
+        let inner = lift(spec, captured);
+        let mut node = inner;
+        while let Some(parent) = node
+            .parent()
+            .filter(|p| spec.spec.wrappers.contains(&p.kind()))
+        {
+            node = parent;
+        }
+        let key = (node.start_byte(), node.end_byte());
+        if seen.contains_key(&key) {
+            continue;
+        }
+        let kind = spec::kind_of_node(inner.kind()).unwrap_or(kind);
+        let name = text[name_node.byte_range()]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let (start, doc) = attached(spec, text, node, inner);
+        seen.insert(key, defs.len());
+        defs.push(Def {
+            node,
+            start,
+            end: node.end_byte(),
+            kind,
+            name,
+            signature: signature(text, inner, captured),
+            doc,
+            children: Vec::new(),
+        });
+    }
+    drop(matches);
+    if timed_out { None } else { Some(defs) }
+}
+
+/// Replaces a captured node by the ancestor that is the whole definition.
+fn lift<'t>(spec: &CompiledSpec, node: Node<'t>) -> Node<'t> {
+    let Some((_, targets)) = spec.spec.lift.iter().find(|(from, _)| *from == node.kind()) else {
+        return node;
+    };
+    let mut cur = node;
+    for _ in 0..6 {
+        match cur.parent() {
+            Some(parent) if targets.contains(&parent.kind()) => return parent,
+            Some(parent) => cur = parent,
+            None => break,
+        }
+    }
+    node
+}
+
+fn is_comment(node: &Node<'_>) -> bool {
+    node.kind().contains("comment")
+}
+
+/// Extends a definition back over the comments and attributes right above it (no blank line
+/// between), and returns the new start and the doc comment text.
+fn attached(spec: &CompiledSpec, text: &str, node: Node<'_>, inner: Node<'_>) -> (usize, String) {
+    let mut start = node.start_byte();
+    let mut row = node.start_position().row;
+    let mut docs: Vec<&str> = Vec::new();
+    let mut prev = node.prev_named_sibling();
+    while let Some(sib) = prev {
+        let attaches = is_comment(&sib) || sib.kind() == "attribute_item";
+        if !attaches || sib.end_position().row + 1 < row {
+            break;
+        }
+        if is_comment(&sib) {
+            docs.push(&text[sib.byte_range()]);
+        }
+        start = sib.start_byte();
+        row = sib.start_position().row;
+        prev = sib.prev_named_sibling();
+    }
+    docs.reverse();
+    let mut doc = docs.join("\n");
+    if spec.spec.docstring_in_body && doc.is_empty() {
+        let docstring = inner
+            .child_by_field_name("body")
+            .and_then(|body| body.named_child(0))
+            .filter(|stmt| stmt.kind() == "expression_statement")
+            .and_then(|stmt| stmt.named_child(0))
+            .filter(|expr| expr.kind() == "string");
+        if let Some(s) = docstring {
+            doc = text[s.byte_range()].to_string();
+        }
+    }
+    (start, doc)
+}
+
+/// The definition's header: its text up to the body, on one line.
+fn signature(text: &str, inner: Node<'_>, captured: Node<'_>) -> String {
+    let body = inner
+        .child_by_field_name("body")
+        .or_else(|| captured.child_by_field_name("body"))
+        .or_else(|| {
+            captured
+                .child_by_field_name("value")
+                .and_then(|v| v.child_by_field_name("body"))
+        })
+        .filter(|body| body.start_byte() > inner.start_byte());
+    let head = match body {
+        Some(body) => &text[inner.start_byte()..body.start_byte()],
+        None => text[inner.byte_range()].lines().next().unwrap_or(""),
+    };
+    // Comment lines between the header and the body are not part of the signature.
+    let head: Vec<&str> = head
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| {
+            let l = line.trim_start();
+            *i == 0
+                || !["#", "//", "/*", "*", "--"]
+                    .iter()
+                    .any(|c| l.starts_with(c))
+        })
+        .map(|(_, line)| line)
+        .collect();
+    let mut sig = head
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let trimmed_len = sig.trim_end_matches(['{', ':', '=', ' ']).len();
+    sig.truncate(trimmed_len);
+    if sig.len() > MAX_SIGNATURE {
+        let cut = crate::source::classify::floor_char_boundary(&sig, MAX_SIGNATURE);
+        sig.truncate(cut);
+    }
+    sig
+}
+
+/// Orders definitions into a forest by containment; returns the roots. Definitions that
+/// overlap without nesting are dropped (the first one wins).
+fn nest(defs: &mut Vec<Def<'_>>) -> Vec<usize> {
+    defs.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    let mut roots = Vec::new();
+    let mut stack: Vec<usize> = Vec::new();
+    let mut keep = vec![true; defs.len()];
+    for i in 0..defs.len() {
+        while let Some(&top) = stack.last() {
+            if defs[i].start >= defs[top].end {
+                stack.pop();
+            } else {
+                break;
+            }
+        }
+        match stack.last().copied() {
+            Some(top) if defs[i].end <= defs[top].end => {
+                if defs[i].kind == ChunkKind::Function
+                    && matches!(
+                        defs[top].kind,
+                        ChunkKind::Class
+                            | ChunkKind::Struct
+                            | ChunkKind::Impl
+                            | ChunkKind::Trait
+                            | ChunkKind::Interface
+                    )
+                {
+                    defs[i].kind = ChunkKind::Method;
+                }
+                defs[top].children.push(i);
+                stack.push(i);
+            }
+            Some(_) => keep[i] = false,
+            None => {
+                roots.push(i);
+                stack.push(i);
+            }
+        }
+    }
+    for def in defs.iter_mut() {
+        def.children.retain(|&c| keep[c]);
+    }
+    roots
+}
+
+enum Item {
+    Def(usize),
+    Gap(usize, usize),
+}
+
+struct Emitter<'a, 'b, 't> {
+    b: &'a mut Builder<'b>,
+    defs: &'a [Def<'t>],
+}
+
+impl Emitter<'_, '_, '_> {
+    /// Emits the span `[start, end)` of one nesting level: its child definitions and the
+    /// text between them. For a split parent, the text before the first child is the
+    /// parent's header chunk.
+    fn level(
+        &mut self,
+        start: usize,
+        end: usize,
+        children: &[usize],
+        scope: &str,
+        parent: Option<usize>,
+    ) {
+        let mut items = Vec::new();
+        let mut cursor = start;
+        for &c in children {
+            let def = &self.defs[c];
+            if def.start > cursor {
+                items.push(Item::Gap(cursor, def.start));
+            }
+            items.push(Item::Def(c));
+            cursor = cursor.max(def.end);
+        }
+        if cursor < end {
+            items.push(Item::Gap(cursor, end));
+        }
+        let inner_scope = match parent {
+            Some(p) => join_scope(scope, &self.defs[p].label()),
+            None => scope.to_string(),
+        };
+
+        let mut group: Vec<&Item> = Vec::new();
+        let mut group_bytes = 0;
+        for (i, item) in items.iter().enumerate() {
+            let (s, e) = self.item_span(item);
+            if !self.meaningful(s, e) {
+                continue;
+            }
+            if let (Some(p), 0, Item::Gap(..)) = (parent, i, item) {
+                let meta = self.def_meta(p, scope, false);
+                self.flush(&mut group, &mut group_bytes, &inner_scope);
+                self.emit_sized(s, e, &meta);
+                continue;
+            }
+            let size = e - s;
+            if size < self.b.config.merge_below_bytes {
+                if group_bytes + size > self.b.config.merge_max_bytes {
+                    self.flush(&mut group, &mut group_bytes, &inner_scope);
+                }
+                group.push(item);
+                group_bytes += size;
+                continue;
+            }
+            self.flush(&mut group, &mut group_bytes, &inner_scope);
+            self.single(item, &inner_scope);
+        }
+        self.flush(&mut group, &mut group_bytes, &inner_scope);
+    }
+
+    fn item_span(&self, item: &Item) -> (usize, usize) {
+        match item {
+            Item::Def(i) => (self.defs[*i].start, self.defs[*i].end),
+            Item::Gap(s, e) => self.b.trim(*s, *e),
+        }
+    }
+
+    /// Text worth a chunk: it has at least one letter or digit (not just `}` or `);`).
+    fn meaningful(&self, s: usize, e: usize) -> bool {
+        s < e && self.b.text[s..e].chars().any(char::is_alphanumeric)
+    }
+
+    fn single(&mut self, item: &Item, scope: &str) {
+        match item {
+            Item::Def(i) => self.def(*i, scope),
+            Item::Gap(s, e) => {
+                let meta = Meta {
+                    kind: Some(ChunkKind::Block),
+                    scope: scope.to_string(),
+                    ..Meta::default()
+                };
+                self.emit_sized(*s, *e, &meta);
+            }
+        }
+    }
+
+    /// Emits a group of small adjacent items as one chunk.
+    fn flush(&mut self, group: &mut Vec<&Item>, bytes: &mut usize, scope: &str) {
+        *bytes = 0;
+        match group.len() {
+            0 => return,
+            1 => {
+                let item = group.pop().expect("one item");
+                return self.single(item, scope);
+            }
+            _ => {}
+        }
+        let (start, _) = self.item_span(group[0]);
+        let (_, end) = self.item_span(group[group.len() - 1]);
+        let mut symbols = Vec::new();
+        let mut kinds = Vec::new();
+        for item in group.iter() {
+            if let Item::Def(i) = item {
+                self.collect_symbols(*i, &mut symbols);
+                kinds.push(self.defs[*i].kind);
+            }
+        }
+        let kind = if kinds.is_empty() {
+            ChunkKind::Block
+        } else {
+            ChunkKind::Group
+        };
+        let first_def = group.iter().find_map(|item| match item {
+            Item::Def(i) => Some(*i),
+            Item::Gap(..) => None,
+        });
+        let meta = Meta {
+            kind: Some(kind),
+            symbol: symbols.first().cloned().unwrap_or_default(),
+            symbols,
+            scope: scope.to_string(),
+            signature: first_def
+                .map(|i| self.defs[i].signature.clone())
+                .unwrap_or_default(),
+            doc: first_def
+                .map(|i| self.defs[i].doc.clone())
+                .unwrap_or_default(),
+        };
+        group.clear();
+        self.b.emit(start, end, &meta);
+    }
+
+    fn collect_symbols(&self, i: usize, out: &mut Vec<String>) {
+        let def = &self.defs[i];
+        if !def.name.is_empty() && !out.contains(&def.name) {
+            out.push(def.name.clone());
+        }
+        for &c in &def.children {
+            self.collect_symbols(c, out);
+        }
+    }
+
+    fn def_meta(&self, i: usize, scope: &str, with_children: bool) -> Meta {
+        let def = &self.defs[i];
+        let mut symbols = Vec::new();
+        if with_children {
+            self.collect_symbols(i, &mut symbols);
+        } else {
+            symbols.push(def.name.clone());
+        }
+        Meta {
+            kind: Some(def.kind),
+            symbol: def.name.clone(),
+            symbols,
+            scope: scope.to_string(),
+            signature: def.signature.clone(),
+            doc: def.doc.clone(),
+        }
+    }
+
+    /// One definition: whole if it fits, else split at its children or its statements.
+    fn def(&mut self, i: usize, scope: &str) {
+        let def = &self.defs[i];
+        if def.len() <= self.b.config.max_chunk_bytes {
+            let meta = self.def_meta(i, scope, true);
+            return self.b.emit(def.start, def.end, &meta);
+        }
+        if !def.children.is_empty() {
+            let children = def.children.clone();
+            return self.level(def.start, def.end, &children, scope, Some(i));
+        }
+        let meta = self.def_meta(i, scope, false);
+        let boundaries = statement_boundaries(def.node);
+        self.split_at(def.start, def.end, &boundaries, &meta);
+    }
+
+    /// A chunk for `[s, e)`, cut into windows if it is over the maximum size.
+    fn emit_sized(&mut self, s: usize, e: usize, meta: &Meta) {
+        if e - s > self.b.config.max_chunk_bytes {
+            windows(self.b, s, e, meta);
+        } else {
+            self.b.emit(s, e, meta);
+        }
+    }
+
+    /// Cuts a large leaf definition at statement boundaries into pieces of about the target
+    /// size; stretches with no usable boundary become line windows.
+    fn split_at(&mut self, start: usize, end: usize, boundaries: &[usize], meta: &Meta) {
+        let target = self.b.config.target_chunk_bytes;
+        let mut meta = meta.clone();
+        let mut cur = start;
+        while end - cur > self.b.config.max_chunk_bytes {
+            let next = boundaries
+                .iter()
+                .copied()
+                .filter(|&b| b > cur && b - cur <= target)
+                .max()
+                .or_else(|| boundaries.iter().copied().find(|&b| b > cur));
+            let cut = match next {
+                Some(cut) if cut < end => cut,
+                _ => end,
+            };
+            self.emit_sized(cur, cut, &meta);
+            meta.doc.clear();
+            cur = cut;
+        }
+        if cur < end {
+            self.emit_sized(cur, end, &meta);
+        }
+    }
+}
+
+/// Byte offsets where the statements of a definition's body start.
+fn statement_boundaries(node: Node<'_>) -> Vec<usize> {
+    let body = node
+        .child_by_field_name("body")
+        .or_else(|| {
+            let mut cursor = node.walk();
+            node.named_children(&mut cursor)
+                .filter_map(|c| c.child_by_field_name("body"))
+                .next()
+        })
+        .unwrap_or(node);
+    let mut cursor = body.walk();
+    body.named_children(&mut cursor)
+        .map(|c| c.start_byte())
+        .collect()
+}
+
+fn join_scope(outer: &str, label: &str) -> String {
+    if outer.is_empty() {
+        label.to_string()
+    } else {
+        format!("{outer} > {label}")
+    }
+}

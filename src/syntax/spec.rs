@@ -1,0 +1,286 @@
+//! Per-language chunking rules as data: grammar, definition queries, and how captured nodes
+//! are normalised into chunkable definitions.
+
+use crate::model::{ChunkKind, Language};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// How one language is chunked. Everything language-specific lives in these tables.
+pub struct LanguageSpec {
+    pub language: Language,
+    pub grammar: tree_sitter_language::LanguageFn,
+    /// The grammar's own tags query (definition captures are used, references ignored).
+    pub tags_query: &'static [&'static str],
+    /// Our additions: definitions the tags query does not capture (impls, enums, constructors...).
+    pub extra_query: &'static str,
+    /// A captured node of kind `.0` is replaced by its nearest ancestor of a kind in `.1`
+    /// (e.g. a C `function_declarator` by its `function_definition`).
+    pub lift: &'static [(&'static str, &'static [&'static str])],
+    /// Parents that wrap a definition and belong to its chunk (decorators, `export`, templates).
+    pub wrappers: &'static [&'static str],
+    /// The docstring is the first statement of the body (Python).
+    pub docstring_in_body: bool,
+}
+
+const C_LIFT: &[(&str, &[&str])] = &[(
+    "function_declarator",
+    &["function_definition", "declaration", "field_declaration"],
+)];
+const JS_LIFT: &[(&str, &[&str])] = &[
+    (
+        "variable_declarator",
+        &["lexical_declaration", "variable_declaration"],
+    ),
+    ("assignment_expression", &["expression_statement"]),
+];
+const JS_WRAPPERS: &[&str] = &["export_statement"];
+const JS_EXTRA: &str = r#"
+(method_definition name: (property_identifier) @name) @definition.method
+"#;
+const TS_EXTRA: &str = r#"
+(method_definition name: (property_identifier) @name) @definition.method
+(type_alias_declaration name: (type_identifier) @name) @definition.type
+(enum_declaration name: (identifier) @name) @definition.enum
+(internal_module name: (_) @name) @definition.module
+"#;
+
+static SPECS: &[LanguageSpec] = &[
+    LanguageSpec {
+        language: Language::Rust,
+        grammar: tree_sitter_rust::LANGUAGE,
+        tags_query: &[tree_sitter_rust::TAGS_QUERY],
+        extra_query: r#"
+(impl_item type: (_) @name) @definition.impl
+(const_item name: (identifier) @name) @definition.constant
+(static_item name: (identifier) @name) @definition.constant
+"#,
+        lift: &[],
+        wrappers: &[],
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::Python,
+        grammar: tree_sitter_python::LANGUAGE,
+        tags_query: &[tree_sitter_python::TAGS_QUERY],
+        extra_query: "",
+        lift: &[("assignment", &["expression_statement"])],
+        wrappers: &["decorated_definition"],
+        docstring_in_body: true,
+    },
+    LanguageSpec {
+        language: Language::JavaScript,
+        grammar: tree_sitter_javascript::LANGUAGE,
+        tags_query: &[tree_sitter_javascript::TAGS_QUERY],
+        extra_query: JS_EXTRA,
+        lift: JS_LIFT,
+        wrappers: JS_WRAPPERS,
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::TypeScript,
+        grammar: tree_sitter_typescript::LANGUAGE_TYPESCRIPT,
+        tags_query: &[
+            tree_sitter_javascript::TAGS_QUERY,
+            tree_sitter_typescript::TAGS_QUERY,
+        ],
+        extra_query: TS_EXTRA,
+        lift: JS_LIFT,
+        wrappers: JS_WRAPPERS,
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::Tsx,
+        grammar: tree_sitter_typescript::LANGUAGE_TSX,
+        tags_query: &[
+            tree_sitter_javascript::TAGS_QUERY,
+            tree_sitter_typescript::TAGS_QUERY,
+        ],
+        extra_query: TS_EXTRA,
+        lift: JS_LIFT,
+        wrappers: JS_WRAPPERS,
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::Go,
+        grammar: tree_sitter_go::LANGUAGE,
+        tags_query: &[tree_sitter_go::TAGS_QUERY],
+        extra_query: "",
+        lift: &[("type_spec", &["type_declaration"])],
+        wrappers: &[],
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::Java,
+        grammar: tree_sitter_java::LANGUAGE,
+        tags_query: &[tree_sitter_java::TAGS_QUERY],
+        extra_query: r#"
+(constructor_declaration name: (identifier) @name) @definition.method
+(enum_declaration name: (identifier) @name) @definition.enum
+(record_declaration name: (identifier) @name) @definition.class
+"#,
+        lift: &[],
+        wrappers: &[],
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::C,
+        grammar: tree_sitter_c::LANGUAGE,
+        tags_query: &[tree_sitter_c::TAGS_QUERY],
+        extra_query: "",
+        lift: C_LIFT,
+        wrappers: &[],
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::Cpp,
+        grammar: tree_sitter_cpp::LANGUAGE,
+        tags_query: &[tree_sitter_cpp::TAGS_QUERY],
+        extra_query: r#"
+(namespace_definition name: (namespace_identifier) @name) @definition.module
+"#,
+        lift: C_LIFT,
+        wrappers: &["template_declaration"],
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::CSharp,
+        grammar: tree_sitter_c_sharp::LANGUAGE,
+        tags_query: &[tree_sitter_c_sharp::TAGS_QUERY],
+        extra_query: r#"
+(struct_declaration name: (identifier) @name) @definition.class
+(enum_declaration name: (identifier) @name) @definition.enum
+(record_declaration name: (identifier) @name) @definition.class
+(constructor_declaration name: (identifier) @name) @definition.method
+(property_declaration name: (identifier) @name) @definition.method
+(namespace_declaration name: (qualified_name) @name) @definition.module
+(file_scoped_namespace_declaration name: (_) @name) @definition.module
+"#,
+        lift: &[],
+        wrappers: &[],
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::Ruby,
+        grammar: tree_sitter_ruby::LANGUAGE,
+        tags_query: &[tree_sitter_ruby::TAGS_QUERY],
+        extra_query: "",
+        lift: &[],
+        wrappers: &[],
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::Php,
+        grammar: tree_sitter_php::LANGUAGE_PHP,
+        tags_query: &[tree_sitter_php::TAGS_QUERY],
+        extra_query: r#"
+(enum_declaration name: (name) @name) @definition.enum
+"#,
+        lift: &[],
+        wrappers: &[],
+        docstring_in_body: false,
+    },
+    LanguageSpec {
+        language: Language::Bash,
+        grammar: tree_sitter_bash::LANGUAGE,
+        tags_query: &[],
+        extra_query: r#"
+(function_definition name: (word) @name) @definition.function
+"#,
+        lift: &[],
+        wrappers: &[],
+        docstring_in_body: false,
+    },
+];
+
+/// The chunk kind a `@definition.X` capture name stands for; `None` for kinds we do not chunk.
+pub fn kind_of_capture(suffix: &str) -> Option<ChunkKind> {
+    Some(match suffix {
+        "function" => ChunkKind::Function,
+        "method" => ChunkKind::Method,
+        "class" => ChunkKind::Class,
+        "interface" => ChunkKind::Interface,
+        "module" => ChunkKind::Module,
+        "macro" => ChunkKind::Macro,
+        "type" => ChunkKind::Type,
+        "enum" => ChunkKind::Enum,
+        "impl" => ChunkKind::Impl,
+        "constant" => ChunkKind::Constant,
+        _ => return None,
+    })
+}
+
+/// A more precise kind, from the node's own grammar kind, where the capture name is coarse.
+pub fn kind_of_node(node_kind: &str) -> Option<ChunkKind> {
+    Some(match node_kind {
+        "struct_item" | "union_item" | "struct_specifier" | "union_specifier"
+        | "struct_declaration" => ChunkKind::Struct,
+        "enum_item" | "enum_specifier" | "enum_declaration" => ChunkKind::Enum,
+        "trait_item" | "trait_declaration" => ChunkKind::Trait,
+        "type_item" | "type_definition" | "type_alias_declaration" | "type_declaration" => {
+            ChunkKind::Type
+        }
+        "impl_item" => ChunkKind::Impl,
+        "interface_declaration" => ChunkKind::Interface,
+        "method_declaration" | "method_definition" | "constructor_declaration" => ChunkKind::Method,
+        _ => return None,
+    })
+}
+
+/// A language's spec with its queries compiled once.
+pub struct CompiledSpec {
+    pub spec: &'static LanguageSpec,
+    pub ts_language: tree_sitter::Language,
+    pub query: tree_sitter::Query,
+    /// Capture index -> chunk kind, for `@definition.*` captures.
+    pub definition_captures: Vec<Option<ChunkKind>>,
+    pub name_capture: Option<u32>,
+}
+
+/// The compiled spec for a language, or `None` for languages chunked without a grammar.
+///
+/// Compilation happens once per process; a query that fails to compile is a bug in the
+/// tables above and is reported by the `every_spec_compiles` test.
+pub fn compiled(language: Language) -> Option<Arc<CompiledSpec>> {
+    static CACHE: OnceLock<HashMap<Language, Result<Arc<CompiledSpec>, String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        SPECS
+            .iter()
+            .map(|spec| (spec.language, compile(spec).map(Arc::new)))
+            .collect()
+    });
+    match cache.get(&language)? {
+        Ok(spec) => Some(Arc::clone(spec)),
+        Err(e) => {
+            tracing::error!("the definition query for {language} does not compile: {e}");
+            None
+        }
+    }
+}
+
+/// Compiles a spec's queries; exposed for the tests that keep the tables honest.
+pub fn compile(spec: &'static LanguageSpec) -> Result<CompiledSpec, String> {
+    let ts_language: tree_sitter::Language = spec.grammar.into();
+    let mut source = spec.tags_query.join("\n");
+    source.push('\n');
+    source.push_str(spec.extra_query);
+    let query = tree_sitter::Query::new(&ts_language, &source)
+        .map_err(|e| format!("{}: {e}", spec.language))?;
+    let definition_captures = query
+        .capture_names()
+        .iter()
+        .map(|name| name.strip_prefix("definition.").and_then(kind_of_capture))
+        .collect();
+    let name_capture = query.capture_index_for_name("name");
+    Ok(CompiledSpec {
+        spec,
+        ts_language,
+        query,
+        definition_captures,
+        name_capture,
+    })
+}
+
+/// Every spec, for tests and for `codectx` to list supported languages.
+pub fn all_specs() -> &'static [LanguageSpec] {
+    SPECS
+}
