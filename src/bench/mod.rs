@@ -1,0 +1,51 @@
+//! `codectx bench`: measurements that belong in docs/BENCHMARKS.md, never in tests.
+
+pub mod index;
+
+use crate::config::Config;
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Index throughput, peak memory and search latency on a corpus, against a
+    /// read-every-byte reference (and ripgrep when installed) measured in the same run.
+    Index {
+        /// The corpus directory (see benches/corpus.sh).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Search queries to time after indexing.
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
+    match which {
+        BenchCommand::Index {
+            corpus,
+            queries,
+            json,
+        } => index::run(&corpus, queries, json, config),
+    }
+}
+
+/// Peak resident set size of this process, in bytes (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The value at quantile `q` (0..=1) of sorted samples.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
