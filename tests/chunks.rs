@@ -1,0 +1,208 @@
+//! Snapshot tests of the chunker on a real sample file of every supported language.
+
+use crate::support::fixtures;
+use codectx::config::ChunkConfig;
+use codectx::model::{Chunk, Language};
+use codectx::source::classify::detect_language;
+use codectx::syntax::{ChunkOutput, chunk_file, spec};
+use expect_test::expect_file;
+use std::fmt::Write;
+
+/// Renders a chunk list one chunk per line (plus its metadata) for a snapshot.
+fn render(out: &ChunkOutput) -> String {
+    let mut s = String::new();
+    for c in &out.chunks {
+        write!(s, "{}-{} {}", c.span.start_line, c.span.end_line, c.kind).unwrap();
+        if !c.symbol.is_empty() {
+            write!(s, " {}", c.symbol).unwrap();
+        }
+        writeln!(s).unwrap();
+        if !c.scope.is_empty() {
+            writeln!(s, "    scope: {}", c.scope).unwrap();
+        }
+        if !c.signature.is_empty() {
+            writeln!(s, "    sig: {}", c.signature).unwrap();
+        }
+        if let Some(first) = c.doc.lines().next() {
+            writeln!(s, "    doc: {}", first.trim()).unwrap();
+        }
+        if c.symbols.len() > 1 {
+            writeln!(s, "    symbols: {}", c.symbols.join(", ")).unwrap();
+        }
+    }
+    for d in &out.diagnostics {
+        writeln!(s, "diagnostic: {} (fallback: {})", d.message, d.fallback).unwrap();
+    }
+    s
+}
+
+/// The invariants every chunk list must keep, whatever the language.
+fn check_invariants(text: &str, chunks: &[Chunk]) {
+    let mut prev_end = 0;
+    for c in chunks {
+        assert!(c.span.start_byte < c.span.end_byte, "empty chunk {c:?}");
+        assert!(
+            c.span.start_byte >= prev_end,
+            "chunks overlap or are out of order at {c:?}"
+        );
+        assert_eq!(c.content, &text[c.span.start_byte..c.span.end_byte]);
+        assert_eq!(c.hash, codectx::model::content_hash(c.content.as_bytes()));
+        let line_of = |b: usize| text[..b].matches('\n').count() + 1;
+        assert_eq!(c.span.start_line, line_of(c.span.start_byte));
+        assert_eq!(c.span.end_line, line_of(c.span.end_byte - 1));
+        assert!(
+            c.content.trim() == c.content,
+            "chunk not trimmed: {:?}",
+            c.content
+        );
+        prev_end = c.span.end_byte;
+    }
+}
+
+fn check(file: &str, language: Language, config: &ChunkConfig, snapshot: &str) {
+    let path = fixtures().join("chunks").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(detect_language(file, &text), language, "language of {file}");
+    let out = chunk_file(file, language, &text, config);
+    check_invariants(&text, &out.chunks);
+    assert!(
+        out.diagnostics.iter().all(|d| !d.fallback),
+        "{file} fell back to lines: {:?}",
+        out.diagnostics
+    );
+    let snapshot_path = format!("{}/tests/snapshots/{snapshot}", env!("CARGO_MANIFEST_DIR"));
+    expect_file![snapshot_path].assert_eq(&render(&out));
+}
+
+macro_rules! snapshot_tests {
+    ($($name:ident: $file:literal, $lang:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            check($file, $lang, &ChunkConfig::default(), concat!(stringify!($name), ".txt"));
+        }
+    )*};
+}
+
+snapshot_tests! {
+    rust: "sample.rs", Language::Rust;
+    python: "sample.py", Language::Python;
+    javascript: "sample.js", Language::JavaScript;
+    typescript: "sample.ts", Language::TypeScript;
+    tsx: "sample.tsx", Language::Tsx;
+    go: "sample.go", Language::Go;
+    java: "sample.java", Language::Java;
+    c: "sample.c", Language::C;
+    cpp: "sample.cpp", Language::Cpp;
+    csharp: "sample.cs", Language::CSharp;
+    ruby: "sample.rb", Language::Ruby;
+    php: "sample.php", Language::Php;
+    bash: "sample.sh", Language::Bash;
+    markdown: "sample.md", Language::Markdown;
+    config_toml: "sample.toml", Language::Config;
+}
+
+/// A class larger than the chunk limit splits into its header and its methods, each method
+/// keeping the class header as its scope.
+#[test]
+fn large_class_splits_at_methods_with_header_as_scope() {
+    let config = ChunkConfig {
+        max_chunk_bytes: 700,
+        target_chunk_bytes: 400,
+        ..ChunkConfig::default()
+    };
+    check("sample.py", Language::Python, &config, "python_split.txt");
+}
+
+/// A function larger than the limit with no nested definitions splits at statements.
+#[test]
+fn large_function_splits_at_statements() {
+    let mut body = String::from("fn big() {\n");
+    for i in 0..200 {
+        writeln!(body, "    let value_{i} = compute({i}) + offset;").unwrap();
+    }
+    body.push_str("}\n");
+    let out = chunk_file("big.rs", Language::Rust, &body, &ChunkConfig::default());
+    check_invariants(&body, &out.chunks);
+    assert!(
+        out.chunks.len() > 2,
+        "expected a split, got {}",
+        out.chunks.len()
+    );
+    for c in &out.chunks {
+        assert_eq!(c.symbol, "big");
+        assert_eq!(c.signature, "fn big()");
+        assert!(c.content.len() <= ChunkConfig::default().max_chunk_bytes);
+    }
+}
+
+/// A parse that exceeds its time budget falls back to line windows and says so.
+#[test]
+fn parse_budget_falls_back_to_lines() {
+    let mut text = String::new();
+    for i in 0..40_000 {
+        writeln!(text, "fn f{i}(x: u32) -> u32 {{ x + {i} }}").unwrap();
+    }
+    let config = ChunkConfig {
+        parse_budget: std::time::Duration::from_micros(1),
+        ..ChunkConfig::default()
+    };
+    let out = chunk_file("huge.rs", Language::Rust, &text, &config);
+    check_invariants(&text, &out.chunks);
+    assert!(
+        out.diagnostics
+            .iter()
+            .any(|d| d.fallback && d.message.contains("budget")),
+        "{:?}",
+        out.diagnostics
+    );
+    assert!(
+        out.chunks
+            .iter()
+            .all(|c| c.kind == codectx::model::ChunkKind::Lines)
+    );
+    let covered: usize = out
+        .chunks
+        .iter()
+        .map(|c| c.span.end_line - c.span.start_line + 1)
+        .sum();
+    assert_eq!(covered, 40_000, "every line is in some window");
+}
+
+/// Broken syntax still yields chunks (tree-sitter recovers) and a diagnostic, never a panic.
+#[test]
+fn malformed_code_is_chunked_with_a_diagnostic() {
+    let text = "fn ok() { 1 }\n\nfn broken( { let = ; }\n\nstruct S { a: u32 }\n";
+    let out = chunk_file("bad.rs", Language::Rust, text, &ChunkConfig::default());
+    check_invariants(text, &out.chunks);
+    assert!(
+        out.diagnostics
+            .iter()
+            .any(|d| d.message.contains("syntax errors"))
+    );
+    assert!(out.chunks.iter().any(|c| c.content.contains("struct S")));
+}
+
+#[test]
+fn every_language_spec_compiles() {
+    for spec in spec::all_specs() {
+        let compiled = spec::compile(spec).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            compiled.definition_captures.iter().any(Option::is_some),
+            "{} has no definition captures",
+            spec.language
+        );
+    }
+}
+
+#[test]
+fn chunk_ids_are_stable_and_content_addressed() {
+    let text = std::fs::read_to_string(fixtures().join("chunks/sample.go")).unwrap();
+    let a = chunk_file("a.go", Language::Go, &text, &ChunkConfig::default());
+    let b = chunk_file("a.go", Language::Go, &text, &ChunkConfig::default());
+    let c = chunk_file("b.go", Language::Go, &text, &ChunkConfig::default());
+    let ids = |o: &ChunkOutput| o.chunks.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&a), ids(&b));
+    assert_ne!(ids(&a), ids(&c), "the path is part of the id");
+    let hashes = |o: &ChunkOutput| o.chunks.iter().map(|c| c.hash.clone()).collect::<Vec<_>>();
+    assert_eq!(hashes(&a), hashes(&c), "the content hash is not");
+}

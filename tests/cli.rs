@@ -1,0 +1,97 @@
+//! The `codectx` binary end to end: JSON output, human output and exit codes.
+
+use crate::support::fixture_repo;
+use std::process::{Command, Output};
+
+fn codectx(data: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_codectx"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("CODECTX_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn index_search_status_round_trip() {
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let root = repo.path().to_str().unwrap();
+
+    let report = json(&codectx(data.path(), &["index", root, "--json"]));
+    assert_eq!(report["files_indexed"], 15);
+
+    let human = codectx(data.path(), &["index", root]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("files indexed  15"), "{text}");
+
+    let hits = json(&codectx(
+        data.path(),
+        &[
+            "search",
+            "available stock",
+            "--repo",
+            root,
+            "-k",
+            "3",
+            "--lang",
+            "py",
+            "--json",
+        ],
+    ));
+    let first = &hits["hits"][0]["chunk"];
+    assert_eq!(first["path"], "sample.py");
+    assert!(first["span"]["start_line"].as_u64().unwrap() > 0);
+    assert!(hits["commit"].as_str().unwrap().len() == 40);
+
+    let human = codectx(
+        data.path(),
+        &["search", "ring buffer", "--repo", root, "--path", "*.c"],
+    );
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.starts_with("sample.c:"), "{text}");
+
+    let status = json(&codectx(data.path(), &["status", "--repo", root, "--json"]));
+    assert_eq!(status["files"], 15);
+    assert_eq!(status["stale"], false);
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_a_message() {
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let root = repo.path().to_str().unwrap();
+    let check = |args: &[&str], code: i32, needle: &str| {
+        let out = codectx(data.path(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    };
+    check(&["search", "x", "--repo", root], 3, "not indexed yet");
+    check(&["index", "/no/such/dir"], 3, "/no/such/dir");
+    check(&["status", "--repo", root], 3, "codectx index");
+    check(&["frobnicate"], 2, "frobnicate");
+    assert!(codectx(data.path(), &["index", root]).status.success());
+    check(&["search", "", "--repo", root], 2, "query");
+    check(
+        &["search", "x", "--repo", root, "--lang", "cobol"],
+        2,
+        "cobol",
+    );
+    check(&["search", "x", "--repo", root, "-k", "0"], 2, "k:");
+    check(
+        &["search", "x", "--repo", root, "--path", "a/[b"],
+        2,
+        "a/[b",
+    );
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: real grammars, real tantivy indexes on disk, real git.
+
+mod chunks;
+mod cli;
+mod search;
+mod support;
+mod walk;
