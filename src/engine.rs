@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Files chunked per batch before their chunks go to the writer (bounds memory).
-const BATCH_FILES: usize = 512;
+/// Chunked files waiting for the writer (bounds memory when chunking outruns indexing).
+const RESULTS_AHEAD: usize = 256;
 
 /// Receives progress of long operations; the CLI draws a bar with it.
 pub trait Progress: Sync {
@@ -187,40 +187,60 @@ impl Engine {
         let git_state = git::state(root);
         let data_dir = self.config.data_dir.clone();
         let walked = walk(root, &self.config.walk, &[data_dir])?;
-        let mut skipped = walked.skipped;
+        let mut skipped = walked.skipped.clone();
         let mut diagnostics = Vec::new();
         let mut files_indexed = 0u64;
         let mut chunks_total = 0u64;
         let mut bytes = 0u64;
 
         let mut writer = repo.lexical.writer(self.config.writer_memory_bytes)?;
+        writer.bulk_mode();
         writer.delete_all()?;
         progress.start("indexing", walked.files.len() as u64);
-        for batch in walked.files.chunks(BATCH_FILES) {
-            let results: Vec<FileResult> = batch
-                .par_iter()
-                .map(|candidate| self.process_file(candidate))
-                .collect();
-            for result in results {
-                match result {
-                    FileResult::Chunked {
-                        chunks,
-                        diagnostics: d,
-                        bytes: b,
-                    } => {
-                        files_indexed += 1;
-                        bytes += b;
-                        chunks_total += chunks.len() as u64;
-                        diagnostics.extend(d);
-                        for chunk in &chunks {
-                            writer.add(chunk)?;
+        // Chunking (a rayon pool) and indexing (tantivy's threads, fed from here) overlap:
+        // a producer thread chunks batches ahead while this thread hands chunks to the writer.
+        // Chunking (the rayon pool) and indexing (tantivy's threads, fed from here) overlap:
+        // files are chunked in parallel as they come, and handed to the writer in path order
+        // so that the index is the same whatever the scheduling.
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, FileResult)>(RESULTS_AHEAD);
+            let files = &walked.files;
+            scope.spawn(move || {
+                let _ = files
+                    .par_iter()
+                    .enumerate()
+                    .try_for_each_with(tx, |tx, (i, c)| {
+                        // An error means the writer side stopped listening: stop too.
+                        tx.send((i, self.process_file(c)))
+                    });
+            });
+            let mut pending = BTreeMap::new();
+            let mut next = 0;
+            for (i, result) in rx {
+                pending.insert(i, result);
+                while let Some(result) = pending.remove(&next) {
+                    next += 1;
+                    progress.advance(1);
+                    match result {
+                        FileResult::Chunked {
+                            chunks,
+                            diagnostics: d,
+                            bytes: b,
+                        } => {
+                            files_indexed += 1;
+                            bytes += b;
+                            chunks_total += chunks.len() as u64;
+                            diagnostics.extend(d);
+                            for chunk in &chunks {
+                                writer.add(chunk)?;
+                            }
                         }
+                        FileResult::Skipped(s) => skipped.push(s),
                     }
-                    FileResult::Skipped(s) => skipped.push(s),
                 }
             }
-            progress.advance(batch.len() as u64);
-        }
+            Ok(())
+        })?;
         let meta = CommitMeta {
             schema_version: SCHEMA_VERSION,
             repo_root: root.display().to_string(),

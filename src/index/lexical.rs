@@ -79,6 +79,8 @@ struct Fields {
     end_byte: Field,
     hash: Field,
     meta: Field,
+    /// Indexed only on the metadata document, to find it.
+    meta_marker: Field,
 }
 
 impl Fields {
@@ -102,7 +104,9 @@ fn build_schema() -> (Schema, Fields) {
     let code_stored = code.clone().set_stored();
     let mut s = Schema::builder();
     let fields = Fields {
-        id: s.add_text_field("id", STRING | STORED),
+        // Unique per chunk: stored, not indexed (an inverted entry per chunk costs
+        // dictionary-building time and buys no query we make).
+        id: s.add_text_field("id", STORED),
         path: s.add_text_field("path", code_stored.clone()),
         path_exact: s.add_text_field("path_exact", STRING),
         language: s.add_text_field("language", STRING | STORED),
@@ -117,8 +121,9 @@ fn build_schema() -> (Schema, Fields) {
         end_line: s.add_u64_field("end_line", STORED),
         start_byte: s.add_u64_field("start_byte", STORED),
         end_byte: s.add_u64_field("end_byte", STORED),
-        hash: s.add_text_field("hash", STRING | STORED),
+        hash: s.add_text_field("hash", STORED),
         meta: s.add_text_field("meta", STORED),
+        meta_marker: s.add_text_field("meta_marker", STRING),
     };
     (s.build(), fields)
 }
@@ -250,7 +255,7 @@ impl LexicalIndex {
 
 fn read_meta(searcher: &Searcher, fields: &Fields) -> Result<Option<CommitMeta>> {
     let query = TermQuery::new(
-        Term::from_field_text(fields.id, META_DOC_ID),
+        Term::from_field_text(fields.meta_marker, META_DOC_ID),
         IndexRecordOption::Basic,
     );
     let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
@@ -274,6 +279,12 @@ pub struct LexicalWriter {
 }
 
 impl LexicalWriter {
+    /// For a bulk rebuild: no background merges while the segments are being written.
+    pub fn bulk_mode(&mut self) {
+        self.writer
+            .set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+    }
+
     pub fn delete_all(&mut self) -> Result<()> {
         self.writer.delete_all_documents()?;
         Ok(())
@@ -315,9 +326,9 @@ impl LexicalWriter {
             .map_err(|e| Error::Internal(format!("serialising commit metadata: {e}")))?;
         let f = &self.fields;
         self.writer
-            .delete_term(Term::from_field_text(f.id, META_DOC_ID));
+            .delete_term(Term::from_field_text(f.meta_marker, META_DOC_ID));
         self.writer
-            .add_document(doc!(f.id => META_DOC_ID, f.meta => json.as_str()))?;
+            .add_document(doc!(f.meta_marker => META_DOC_ID, f.meta => json.as_str()))?;
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&json);
         prepared.commit()?;

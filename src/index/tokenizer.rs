@@ -10,40 +10,130 @@ pub const CODE_TOKENIZER: &str = "code";
 const MAX_WORD_BYTES: usize = 64;
 
 #[derive(Clone, Default)]
-pub struct CodeTokenizer {
-    tokens: Vec<Token>,
-}
+pub struct CodeTokenizer;
 
+/// Produces tokens lazily into one reused `Token`: per word, the whole identifier, then its
+/// parts when it has more than one.
 pub struct CodeTokenStream<'a> {
-    tokens: &'a [Token],
-    index: usize,
+    text: &'a str,
+    /// Byte offset where the search for the next word starts.
+    cursor: usize,
+    /// The current word's span and its parts (relative to the word).
+    word: (usize, usize),
+    parts: Vec<(usize, usize)>,
+    /// Next part to emit; `parts.len()` when the word is done.
+    next_part: usize,
+    position: usize,
+    token: Token,
 }
 
 impl Tokenizer for CodeTokenizer {
     type TokenStream<'a> = CodeTokenStream<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream<'a> {
-        self.tokens.clear();
-        tokenize_into(text, &mut self.tokens);
+        CodeTokenStream::new(text)
+    }
+}
+
+impl<'a> CodeTokenStream<'a> {
+    fn new(text: &'a str) -> Self {
         CodeTokenStream {
-            tokens: &self.tokens,
-            index: usize::MAX,
+            text,
+            cursor: 0,
+            word: (0, 0),
+            parts: Vec::new(),
+            next_part: 0,
+            position: 0,
+            token: Token::default(),
+        }
+    }
+
+    /// Finds the next indexable word and emits it whole.
+    fn next_word(&mut self) -> bool {
+        let bytes = self.text.as_bytes();
+        loop {
+            // Skip to a word start; ASCII fast path, Unicode checked per char.
+            let rest = &self.text[self.cursor..];
+            let Some((offset, _)) = rest.char_indices().find(|&(_, c)| is_word_char(c)) else {
+                self.cursor = self.text.len();
+                return false;
+            };
+            let start = self.cursor + offset;
+            let mut end = start;
+            while end < bytes.len() {
+                if bytes[end].is_ascii() {
+                    if bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' {
+                        end += 1;
+                        continue;
+                    }
+                    break;
+                }
+                let c = self.text[end..].chars().next().unwrap_or(' ');
+                if !is_word_char(c) {
+                    break;
+                }
+                end += c.len_utf8();
+            }
+            self.cursor = end;
+            let word = &self.text[start..end];
+            if word.len() > MAX_WORD_BYTES || word.bytes().all(|b| b == b'_') {
+                continue;
+            }
+            split_identifier_into(word, &mut self.parts);
+            self.word = (start, end);
+            self.next_part = if self.parts.len() > 1 {
+                0
+            } else {
+                self.parts.len()
+            };
+            let whole = word.trim_matches('_');
+            self.set_token(start, end, whole, self.position);
+            self.position += self.parts.len().max(1);
+            return true;
+        }
+    }
+
+    fn set_token(&mut self, from: usize, to: usize, text: &str, position: usize) {
+        self.token.offset_from = from;
+        self.token.offset_to = to;
+        self.token.position = position;
+        self.token.text.clear();
+        if text.is_ascii() {
+            self.token.text.push_str(text);
+            self.token.text.make_ascii_lowercase();
+        } else {
+            self.token
+                .text
+                .extend(text.chars().flat_map(char::to_lowercase));
         }
     }
 }
 
 impl TokenStream for CodeTokenStream<'_> {
     fn advance(&mut self) -> bool {
-        self.index = self.index.wrapping_add(1);
-        self.index < self.tokens.len()
+        if self.next_part < self.parts.len() {
+            let (from, to) = self.parts[self.next_part];
+            let base = self.word.0;
+            let first_position = self.position - self.parts.len();
+            let text = self.text;
+            self.set_token(
+                base + from,
+                base + to,
+                &text[base + from..base + to],
+                first_position + self.next_part,
+            );
+            self.next_part += 1;
+            return true;
+        }
+        self.next_word()
     }
 
     fn token(&self) -> &Token {
-        &self.tokens[self.index]
+        &self.token
     }
 
     fn token_mut(&mut self) -> &mut Token {
-        unreachable!("code tokens are not rewritten by filters")
+        &mut self.token
     }
 }
 
@@ -53,52 +143,12 @@ fn is_word_char(c: char) -> bool {
 
 /// Tokenizes `text` into the terms the index stores (lowercase).
 pub fn tokenize(text: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    tokenize_into(text, &mut tokens);
-    tokens.into_iter().map(|t| t.text).collect()
-}
-
-fn tokenize_into(text: &str, out: &mut Vec<Token>) {
-    let mut position = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((start, c)) = chars.next() {
-        if !is_word_char(c) {
-            continue;
-        }
-        let mut end = start + c.len_utf8();
-        while let Some(&(i, c)) = chars.peek() {
-            if !is_word_char(c) {
-                break;
-            }
-            end = i + c.len_utf8();
-            chars.next();
-        }
-        let word = &text[start..end];
-        if word.len() > MAX_WORD_BYTES || word.bytes().all(|b| b == b'_') {
-            continue;
-        }
-        let parts = split_identifier(word);
-        let whole = word.trim_matches('_');
-        out.push(Token {
-            offset_from: start,
-            offset_to: end,
-            position,
-            text: whole.to_lowercase(),
-            position_length: 1,
-        });
-        if parts.len() > 1 {
-            for (i, (from, to)) in parts.iter().enumerate() {
-                out.push(Token {
-                    offset_from: start + from,
-                    offset_to: start + to,
-                    position: position + i,
-                    text: word[*from..*to].to_lowercase(),
-                    position_length: 1,
-                });
-            }
-        }
-        position += parts.len().max(1);
+    let mut stream = CodeTokenStream::new(text);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token.text.clone());
     }
+    out
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -124,24 +174,33 @@ fn class(c: char) -> Class {
 /// Byte ranges of an identifier's words: split at `_`, lower->Upper, `HTTPServer` -> `HTTP`
 /// `Server`, and letter<->digit boundaries.
 pub fn split_identifier(word: &str) -> Vec<(usize, usize)> {
-    let chars: Vec<(usize, char)> = word.char_indices().collect();
     let mut parts = Vec::new();
+    split_identifier_into(word, &mut parts);
+    parts
+}
+
+fn split_identifier_into(word: &str, parts: &mut Vec<(usize, usize)>) {
+    parts.clear();
+    let mut chars = word.char_indices().peekable();
+    let mut prev: Option<char> = None;
     let mut start: Option<usize> = None;
-    for (idx, &(i, c)) in chars.iter().enumerate() {
+    while let Some((i, c)) = chars.next() {
         if c == '_' {
             if let Some(s) = start.take() {
                 parts.push((s, i));
             }
+            prev = Some(c);
             continue;
         }
         let Some(s) = start else {
             start = Some(i);
+            prev = Some(c);
             continue;
         };
-        let prev = class(chars[idx - 1].1);
+        let p = class(prev.unwrap_or(' '));
         let cur = class(c);
-        let next = chars.get(idx + 1).map(|&(_, n)| class(n));
-        let boundary = match (prev, cur) {
+        let next = chars.peek().map(|&(_, n)| class(n));
+        let boundary = match (p, cur) {
             (Class::Lower, Class::Upper) => true,
             (Class::Upper, Class::Upper) => next == Some(Class::Lower),
             (Class::Digit, Class::Lower | Class::Upper) => true,
@@ -152,11 +211,11 @@ pub fn split_identifier(word: &str) -> Vec<(usize, usize)> {
             parts.push((s, i));
             start = Some(i);
         }
+        prev = Some(c);
     }
     if let Some(s) = start {
         parts.push((s, word.len()));
     }
-    parts
 }
 
 #[cfg(test)]

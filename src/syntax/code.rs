@@ -12,6 +12,9 @@ use std::time::Instant;
 use streaming_iterator::StreamingIterator;
 use tree_sitter::{Node, Parser, QueryCursor, QueryCursorOptions, Tree};
 
+/// The deepest syntax-tree level at which a definition may start.
+const MAX_DEFINITION_DEPTH: u32 = 8;
+
 /// Longest signature kept, in bytes.
 const MAX_SIGNATURE: usize = 240;
 
@@ -85,6 +88,30 @@ pub fn chunk(b: &mut Builder<'_>) {
     emitter.level(0, emitter.b.text.len(), &roots, "", None);
 }
 
+/// A deadline for tree-sitter's progress callbacks, remembering whether it was hit.
+struct Budget {
+    deadline: Instant,
+    exceeded: bool,
+}
+
+impl Budget {
+    fn new(deadline: Instant) -> Budget {
+        Budget {
+            deadline,
+            exceeded: false,
+        }
+    }
+
+    fn check(&mut self) -> ControlFlow<()> {
+        if Instant::now() > self.deadline {
+            self.exceeded = true;
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
 fn parse(spec: &CompiledSpec, text: &str, deadline: Instant) -> Result<Tree, String> {
     PARSER.with(|cell| {
         let mut parser = cell.borrow_mut();
@@ -92,15 +119,8 @@ fn parse(spec: &CompiledSpec, text: &str, deadline: Instant) -> Result<Tree, Str
             .set_language(&spec.ts_language)
             .map_err(|e| format!("grammar version mismatch: {e}"))?;
         let bytes = text.as_bytes();
-        let mut timed_out = false;
-        let mut progress = |_: &tree_sitter::ParseState| {
-            if Instant::now() > deadline {
-                timed_out = true;
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        };
+        let mut budget = Budget::new(deadline);
+        let mut progress = |_: &tree_sitter::ParseState| budget.check();
         let options = tree_sitter::ParseOptions::new().progress_callback(&mut progress);
         let tree = parser.parse_with_options(
             &mut |offset, _| bytes.get(offset..).unwrap_or_default(),
@@ -110,7 +130,7 @@ fn parse(spec: &CompiledSpec, text: &str, deadline: Instant) -> Result<Tree, Str
         parser.reset();
         match tree {
             Some(tree) => Ok(tree),
-            None if timed_out => Err("parse exceeded its time budget".to_string()),
+            None if budget.exceeded => Err("parse exceeded its time budget".to_string()),
             None => Err("the parser gave up".to_string()),
         }
     })
@@ -125,15 +145,11 @@ fn collect_defs<'t>(
 ) -> Option<Vec<Def<'t>>> {
     let mut cursor = QueryCursor::new();
     cursor.set_match_limit(4096);
-    let mut timed_out = false;
-    let mut progress = |_: &tree_sitter::QueryCursorState| {
-        if Instant::now() > deadline {
-            timed_out = true;
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    };
+    // Definitions that matter for chunking sit near the top (namespaces, classes, impls and
+    // their members); not descending into deep bodies keeps the query cheap.
+    cursor.set_max_start_depth(Some(MAX_DEFINITION_DEPTH));
+    let mut budget = Budget::new(deadline);
+    let mut progress = |_: &tree_sitter::QueryCursorState| budget.check();
     let options = QueryCursorOptions::new().progress_callback(&mut progress);
     let mut matches = cursor.matches_with_options(&spec.query, root, text.as_bytes(), options);
     let mut defs: Vec<Def<'t>> = Vec::new();
@@ -184,7 +200,7 @@ fn collect_defs<'t>(
         });
     }
     drop(matches);
-    if timed_out { None } else { Some(defs) }
+    if budget.exceeded { None } else { Some(defs) }
 }
 
 /// Replaces a captured node by the ancestor that is the whole definition.

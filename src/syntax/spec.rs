@@ -263,8 +263,16 @@ pub fn compile(spec: &'static LanguageSpec) -> Result<CompiledSpec, String> {
     let mut source = spec.tags_query.join("\n");
     source.push('\n');
     source.push_str(spec.extra_query);
-    let query = tree_sitter::Query::new(&ts_language, &source)
+    let mut query = tree_sitter::Query::new(&ts_language, &source)
         .map_err(|e| format!("{}: {e}", spec.language))?;
+    // Tags queries also capture references; matching them is most of the query's cost and
+    // the chunker never reads them.
+    for i in 0..query.pattern_count() {
+        let text = &source[query.start_byte_for_pattern(i)..query.end_byte_for_pattern(i)];
+        if !text.contains("@definition.") {
+            query.disable_pattern(i);
+        }
+    }
     let definition_captures = query
         .capture_names()
         .iter()
