@@ -207,9 +207,7 @@ impl LexicalIndex {
     }
 
     fn wrap(dir: &Path, index: Index) -> Result<LexicalIndex> {
-        index
-            .tokenizers()
-            .register(CODE_TOKENIZER, CodeTokenizer::default());
+        index.tokenizers().register(CODE_TOKENIZER, CodeTokenizer);
         let (_, fields) = build_schema();
         let reader = index
             .reader_builder()
