@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::index::lexical::{CommitMeta, LexicalIndex, Opened, SCHEMA_VERSION, Snapshot};
 use crate::model::Chunk;
 use crate::retrieve::{self, SearchHit, SearchRequest};
-use crate::source::walk::{Candidate, walk};
+use crate::source::walk::{Candidate, WalkOutput, walk};
 use crate::source::{SkipReason, Skipped, classify, git};
 use crate::syntax::{self, Diagnostic};
 use rayon::prelude::*;
@@ -186,8 +186,7 @@ impl Engine {
         let root = &repo.root;
         let git_state = git::state(root);
         let data_dir = self.config.data_dir.clone();
-        let walked = walk(root, &self.config.walk, &[data_dir])?;
-        let mut skipped = walked.skipped.clone();
+        let WalkOutput { files, mut skipped } = walk(root, &self.config.walk, &[data_dir])?;
         let mut diagnostics = Vec::new();
         let mut files_indexed = 0u64;
         let mut chunks_total = 0u64;
@@ -196,7 +195,7 @@ impl Engine {
         let mut writer = repo.lexical.writer(self.config.writer_memory_bytes)?;
         writer.bulk_mode();
         writer.delete_all()?;
-        progress.start("indexing", walked.files.len() as u64);
+        progress.start("indexing", files.len() as u64);
         // Chunking (a rayon pool) and indexing (tantivy's threads, fed from here) overlap:
         // a producer thread chunks batches ahead while this thread hands chunks to the writer.
         // Chunking (the rayon pool) and indexing (tantivy's threads, fed from here) overlap:
@@ -204,7 +203,7 @@ impl Engine {
         // so that the index is the same whatever the scheduling.
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, FileResult)>(RESULTS_AHEAD);
-            let files = &walked.files;
+            let files = &files;
             scope.spawn(move || {
                 let _ = files
                     .par_iter()
@@ -297,16 +296,6 @@ impl Engine {
             Ok(b) => b,
             Err(e) => return skip(SkipReason::Unreadable, e.to_string()),
         };
-        if bytes.len() as u64 > self.config.walk.max_file_bytes {
-            return skip(
-                SkipReason::TooLarge,
-                format!(
-                    "{} bytes exceeds the cap of {} bytes",
-                    bytes.len(),
-                    self.config.walk.max_file_bytes
-                ),
-            );
-        }
         let text = match classify::decode(&bytes, &self.config.walk) {
             Ok(t) => t,
             Err((reason, detail)) => return skip(reason, detail),

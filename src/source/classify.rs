@@ -66,6 +66,11 @@ pub fn check_name(
     if LOCKFILES.contains(&file_name) || file_name.ends_with(".lock") {
         return Err((SkipReason::Lockfile, "dependency lockfile".into()));
     }
+    check_size(size, config)
+}
+
+/// The size cap, checked at walk time and again on the bytes read (a file can grow).
+fn check_size(size: u64, config: &WalkConfig) -> Result<(), (SkipReason, String)> {
     if size > config.max_file_bytes {
         return Err((
             SkipReason::TooLarge,
@@ -80,6 +85,7 @@ pub fn check_name(
 
 /// Decodes file bytes as text and rejects binary, minified and generated content.
 pub fn decode(bytes: &[u8], config: &WalkConfig) -> Result<String, (SkipReason, String)> {
+    check_size(bytes.len() as u64, config)?;
     let text = if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
         utf8(rest)?
     } else if let Some(rest) = bytes.strip_prefix(b"\xFF\xFE") {

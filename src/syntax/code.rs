@@ -6,7 +6,7 @@ use super::text::windows;
 use super::{Builder, Meta};
 use crate::model::ChunkKind;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::time::Instant;
 use streaming_iterator::StreamingIterator;
@@ -153,7 +153,7 @@ fn collect_defs<'t>(
     let options = QueryCursorOptions::new().progress_callback(&mut progress);
     let mut matches = cursor.matches_with_options(&spec.query, root, text.as_bytes(), options);
     let mut defs: Vec<Def<'t>> = Vec::new();
-    let mut seen: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut seen: HashSet<(usize, usize)> = HashSet::new();
     while let Some(m) = matches.next() {
         let mut def_node = None;
         let mut name_node = None;
@@ -176,7 +176,7 @@ fn collect_defs<'t>(
             node = parent;
         }
         let key = (node.start_byte(), node.end_byte());
-        if seen.contains_key(&key) {
+        if !seen.insert(key) {
             continue;
         }
         let kind = spec::kind_of_node(inner.kind()).unwrap_or(kind);
@@ -187,7 +187,6 @@ fn collect_defs<'t>(
             .trim()
             .to_string();
         let (start, doc) = attached(spec, text, node, inner);
-        seen.insert(key, defs.len());
         defs.push(Def {
             node,
             start,

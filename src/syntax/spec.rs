@@ -37,6 +37,11 @@ const JS_WRAPPERS: &[&str] = &["export_statement"];
 const JS_EXTRA: &str = r#"
 (method_definition name: (property_identifier) @name) @definition.method
 "#;
+/// TypeScript's tags extend JavaScript's.
+const TS_TAGS: &[&str] = &[
+    tree_sitter_javascript::TAGS_QUERY,
+    tree_sitter_typescript::TAGS_QUERY,
+];
 const TS_EXTRA: &str = r#"
 (method_definition name: (property_identifier) @name) @definition.method
 (type_alias_declaration name: (type_identifier) @name) @definition.type
@@ -79,10 +84,7 @@ static SPECS: &[LanguageSpec] = &[
     LanguageSpec {
         language: Language::TypeScript,
         grammar: tree_sitter_typescript::LANGUAGE_TYPESCRIPT,
-        tags_query: &[
-            tree_sitter_javascript::TAGS_QUERY,
-            tree_sitter_typescript::TAGS_QUERY,
-        ],
+        tags_query: TS_TAGS,
         extra_query: TS_EXTRA,
         lift: JS_LIFT,
         wrappers: JS_WRAPPERS,
@@ -91,10 +93,7 @@ static SPECS: &[LanguageSpec] = &[
     LanguageSpec {
         language: Language::Tsx,
         grammar: tree_sitter_typescript::LANGUAGE_TSX,
-        tags_query: &[
-            tree_sitter_javascript::TAGS_QUERY,
-            tree_sitter_typescript::TAGS_QUERY,
-        ],
+        tags_query: TS_TAGS,
         extra_query: TS_EXTRA,
         lift: JS_LIFT,
         wrappers: JS_WRAPPERS,
