@@ -58,6 +58,44 @@ impl Default for ChunkConfig {
     }
 }
 
+/// Where the embedding model and its runtime are, and how to run them.
+#[derive(Debug, Clone)]
+pub struct EmbedConfig {
+    /// A directory with `model.onnx`, the tokenizer files and `codectx-model.json`.
+    pub model_dir: PathBuf,
+    /// ONNX Runtime's shared library (`libonnxruntime.so`).
+    pub ort_dylib: PathBuf,
+    /// Texts per model call.
+    pub batch_size: usize,
+    /// ONNX Runtime intra-op threads (`None`: every core).
+    pub threads: Option<usize>,
+}
+
+impl Default for EmbedConfig {
+    /// The paths `scripts/setup` installs to, under `$CODECTX_HOME` (default
+    /// `~/.cache/codectx`), overridden by `CODECTX_MODEL_DIR` and `ORT_DYLIB_PATH`.
+    fn default() -> Self {
+        let home = std::env::var_os("CODECTX_HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("codectx")))
+            .unwrap_or_else(|| PathBuf::from(".codectx-cache"));
+        let env_path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        EmbedConfig {
+            model_dir: env_path("CODECTX_MODEL_DIR")
+                .unwrap_or_else(|| home.join("models/all-minilm-l6-v2-int8")),
+            ort_dylib: env_path("ORT_DYLIB_PATH")
+                .unwrap_or_else(|| home.join("ort/1.32.0/libonnxruntime.so")),
+            batch_size: 32,
+            threads: None,
+        }
+    }
+}
+
 /// Everything the engine needs.
 #[derive(Debug, Clone)]
 pub struct Config {

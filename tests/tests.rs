@@ -2,6 +2,7 @@
 
 mod chunks;
 mod cli;
+mod embed;
 mod search;
 mod support;
 mod walk;

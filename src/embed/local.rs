@@ -1,0 +1,149 @@
+//! The local embedder: an ONNX model run by fastembed on ONNX Runtime, loaded from files the
+//! set-up script installed. Nothing is downloaded, ever.
+
+use super::Embedder;
+use crate::config::EmbedConfig;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+/// What `scripts/setup` writes next to a model: `codectx-model.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelManifest {
+    pub id: String,
+    pub dims: usize,
+    pub max_tokens: usize,
+    pub pooling: String,
+    #[serde(default)]
+    pub query_prefix: String,
+}
+
+/// fastembed's `TextEmbedding` behind a mutex (it embeds through `&mut self`).
+pub struct LocalEmbedder {
+    manifest: ModelManifest,
+    model: Mutex<fastembed::TextEmbedding>,
+    batch_size: usize,
+}
+
+const SETUP_HINT: &str = "run ./scripts/setup to install it";
+
+/// ONNX Runtime allows one environment per process: it is made once and shared.
+fn environment(dylib: &Path) -> Result<ort::environment::Environment> {
+    static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        if !dylib.is_file() {
+            return Err(format!(
+                "ONNX Runtime library {} not found; {SETUP_HINT} (or set ORT_DYLIB_PATH)",
+                dylib.display()
+            ));
+        }
+        ort::init_from(dylib)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", dylib.display()))?
+            .with_name("codectx")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    })
+    .clone()
+    .map_err(Error::Unavailable)
+}
+
+fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(|e| {
+        Error::Unavailable(format!(
+            "embedding model file {} cannot be read ({e}); {SETUP_HINT} (or set CODECTX_MODEL_DIR)",
+            path.display()
+        ))
+    })
+}
+
+impl LocalEmbedder {
+    /// Loads the model in `config.model_dir` on the runtime at `config.ort_dylib`.
+    /// A missing runtime or model is one clear `Unavailable` error naming the set-up command.
+    pub fn load(config: &EmbedConfig) -> Result<LocalEmbedder> {
+        let dir = &config.model_dir;
+        let manifest: ModelManifest = serde_json::from_slice(&read(dir, "codectx-model.json")?)
+            .map_err(|e| Error::Corrupt(format!("{}/codectx-model.json: {e}", dir.display())))?;
+        let pooling = match manifest.pooling.as_str() {
+            "mean" => fastembed::Pooling::Mean,
+            "cls" => fastembed::Pooling::Cls,
+            other => {
+                return Err(Error::Corrupt(format!(
+                    "{}/codectx-model.json: unknown pooling {other:?} (mean or cls)",
+                    dir.display()
+                )));
+            }
+        };
+        let tokenizer = fastembed::TokenizerFiles {
+            tokenizer_file: read(dir, "tokenizer.json")?,
+            config_file: read(dir, "config.json")?,
+            special_tokens_map_file: read(dir, "special_tokens_map.json")?,
+            tokenizer_config_file: read(dir, "tokenizer_config.json")?,
+        };
+        let onnx = read(dir, "model.onnx")?;
+        let env = environment(&config.ort_dylib)?;
+        let model =
+            fastembed::UserDefinedEmbeddingModel::new(onnx, tokenizer).with_pooling(pooling);
+        let mut options = fastembed::InitOptionsUserDefined::new()
+            .with_max_length(manifest.max_tokens)
+            .with_environment(env);
+        options.intra_threads = config.threads;
+        let model =
+            fastembed::TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| {
+                Error::Unavailable(format!(
+                    "cannot load the embedding model in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        Ok(LocalEmbedder {
+            manifest,
+            model: Mutex::new(model),
+            batch_size: config.batch_size,
+        })
+    }
+
+    fn run(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let mut model = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        let vectors = model
+            .embed(texts, Some(self.batch_size))
+            .map_err(|e| Error::Unavailable(format!("embedding failed: {e}")))?;
+        if let Some(v) = vectors.iter().find(|v| v.len() != self.manifest.dims) {
+            return Err(Error::Corrupt(format!(
+                "model {} returned {} dimensions, its manifest says {}",
+                self.manifest.id,
+                v.len(),
+                self.manifest.dims
+            )));
+        }
+        Ok(vectors)
+    }
+}
+
+impl Embedder for LocalEmbedder {
+    fn model_id(&self) -> &str {
+        &self.manifest.id
+    }
+
+    fn dims(&self) -> usize {
+        self.manifest.dims
+    }
+
+    fn embed_documents(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        // Padding goes to the longest text in a batch: embed in length order, answer in input order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let sorted: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
+        let vectors = self.run(&sorted)?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for (vector, &i) in vectors.into_iter().zip(&order) {
+            out[i] = vector;
+        }
+        Ok(out)
+    }
+
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
+        let query = format!("{}{text}", self.manifest.query_prefix);
+        Ok(self.run(&[query])?.pop().unwrap_or_default())
+    }
+}

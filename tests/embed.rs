@@ -1,0 +1,160 @@
+//! Embeddings with the real ONNX model installed by scripts/setup: similarity sanity, the
+//! content-addressed cache, and a clear error for a broken model path.
+
+use crate::support::fixture_repo;
+use codectx::ErrorKind;
+use codectx::config::{ChunkConfig, EmbedConfig};
+use codectx::embed::cache::{CachedEmbedder, EmbeddingCache};
+use codectx::embed::local::LocalEmbedder;
+use codectx::embed::{Embedder, cosine};
+use codectx::model::Chunk;
+use codectx::source::classify::detect_language;
+use codectx::syntax::chunk_file;
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+/// One model per test process: loading takes about a second.
+fn model() -> &'static LocalEmbedder {
+    static MODEL: OnceLock<LocalEmbedder> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        LocalEmbedder::load(&EmbedConfig::default())
+            .unwrap_or_else(|e| panic!("the model is installed by ./scripts/setup: {e}"))
+    })
+}
+
+#[test]
+fn descriptions_are_closest_to_the_code_they_describe() {
+    let code = [
+        "fn read_file(path: &Path) -> io::Result<String> { let mut f = File::open(path)?; let mut s = String::new(); f.read_to_string(&mut s)?; Ok(s) }",
+        "def sort_by_price(items):\n    return sorted(items, key=lambda item: item.price)",
+        "function sendEmail(to, subject, body) { return smtp.send({ to, subject, body }); }",
+        "func (c *Cache) Evict(key string) { delete(c.entries, key) }",
+    ];
+    let queries = [
+        "load the contents of a file",
+        "order products by their cost",
+        "deliver a mail message to a recipient",
+        "remove an entry from the cache",
+    ];
+    let docs: Vec<String> = code.iter().map(|s| s.to_string()).collect();
+    let vectors = model().embed_documents(&docs).unwrap();
+    assert!(vectors.iter().all(|v| v.len() == model().dims()));
+    for (i, q) in queries.iter().enumerate() {
+        let qv = model().embed_query(q).unwrap();
+        let scores: Vec<f32> = vectors.iter().map(|v| cosine(&qv, v)).collect();
+        let best = scores
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        assert_eq!(best, i, "{q:?} -> {scores:?}");
+    }
+}
+
+#[test]
+fn documents_embed_in_input_order_whatever_their_length() {
+    let short = "fn a() {}".to_string();
+    let long = format!("fn b() {{ {} }}", "let x = compute(1); ".repeat(30));
+    let both = model()
+        .embed_documents(&[long.clone(), short.clone()])
+        .unwrap();
+    let alone = model().embed_documents(&[short]).unwrap();
+    assert!(
+        cosine(&both[1], &alone[0]) > 0.999,
+        "vectors follow their inputs"
+    );
+    assert!(cosine(&both[0], &alone[0]) < 0.999);
+}
+
+fn fixture_chunks() -> Vec<Chunk> {
+    let repo = fixture_repo();
+    let mut chunks = Vec::new();
+    for entry in std::fs::read_dir(repo.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lang = detect_language(&name, &text);
+        chunks.extend(chunk_file(&name, lang, &text, &ChunkConfig::default()).chunks);
+    }
+    chunks
+}
+
+#[test]
+fn the_cache_turns_a_second_pass_into_zero_model_calls() {
+    let data = tempfile::tempdir().unwrap();
+    let chunks = fixture_chunks();
+    let path = data.path().join("embeddings.redb");
+    let first = {
+        let cache = EmbeddingCache::open(&path).unwrap();
+        let embedder = CachedEmbedder::new(model(), &cache);
+        let vectors = embedder.embed_chunks(&chunks).unwrap();
+        assert_eq!(
+            embedder.stats.texts_embedded.load(Ordering::Relaxed),
+            chunks.len() as u64
+        );
+        assert_eq!(cache.len().unwrap(), chunks.len() as u64);
+        vectors
+    };
+    // Reopened (a new process would do the same): nothing reaches the model.
+    let cache = EmbeddingCache::open(&path).unwrap();
+    let embedder = CachedEmbedder::new(model(), &cache);
+    let second = embedder.embed_chunks(&chunks).unwrap();
+    assert_eq!(embedder.stats.model_calls.load(Ordering::Relaxed), 0);
+    assert_eq!(embedder.stats.texts_embedded.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        embedder.stats.cache_hits.load(Ordering::Relaxed),
+        chunks.len() as u64
+    );
+    assert_eq!(first, second);
+
+    // One changed chunk costs one text.
+    let mut changed = chunks.clone();
+    changed[0].content.push_str("\n// edited");
+    let embedder = CachedEmbedder::new(model(), &cache);
+    embedder.embed_chunks(&changed).unwrap();
+    assert_eq!(embedder.stats.texts_embedded.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_broken_model_path_is_a_clear_error_naming_the_setup() {
+    let config = EmbedConfig {
+        model_dir: "/nonexistent/model".into(),
+        ..EmbedConfig::default()
+    };
+    let err = match LocalEmbedder::load(&config) {
+        Ok(_) => panic!("loading a missing model must fail"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/nonexistent/model") && msg.contains("scripts/setup"),
+        "{msg}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = EmbedConfig::default().model_dir;
+    for f in [
+        "tokenizer.json",
+        "config.json",
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+        "codectx-model.json",
+    ] {
+        std::fs::copy(good.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("model.onnx"), b"not an onnx model").unwrap();
+    let config = EmbedConfig {
+        model_dir: dir.path().into(),
+        ..EmbedConfig::default()
+    };
+    let err = match LocalEmbedder::load(&config) {
+        Ok(_) => panic!("a corrupt model must fail to load"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}
