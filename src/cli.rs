@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::engine::{Engine, IndexReport, Progress, RepoStatus, SearchResponse};
 use crate::error::{Error, ErrorKind};
 use crate::model::Language;
-use crate::retrieve::SearchRequest;
+use crate::retrieve::{SearchMode, SearchRequest};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -50,6 +50,9 @@ pub enum Command {
         /// List every skipped file and diagnostic.
         #[arg(long, short)]
         verbose: bool,
+        /// Build the lexical index only; skip embedding (hybrid search then answers lexically).
+        #[arg(long)]
+        no_embed: bool,
     },
     /// Search an indexed repository.
     Search {
@@ -68,6 +71,9 @@ pub enum Command {
         /// Only paths matching this glob (`*` crosses directories: `*.rs`, `src/**/test_*`).
         #[arg(long)]
         path: Option<String>,
+        /// lexical (BM25), dense (embeddings) or hybrid (both, fused by reciprocal rank).
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
         /// Print hits as JSON.
         #[arg(long)]
         json: bool,
@@ -142,6 +148,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             max_file_bytes,
             json,
             verbose,
+            no_embed,
         } => {
             if let Some(max) = max_file_bytes {
                 config.walk.max_file_bytes = max;
@@ -149,10 +156,37 @@ fn run(cli: Cli) -> crate::Result<()> {
             let engine = Engine::new(config)?;
             let progress = Bar::new(!json);
             let report = engine.index(&path, &progress)?;
-            if json {
-                print_json(&report)
-            } else {
+            if !json {
                 print_index_report(&report, verbose);
+            }
+            // The lexical index is committed and searchable; embedding follows and can be
+            // interrupted at any time (each batch is kept).
+            let embedded = if no_embed {
+                None
+            } else {
+                match engine.embed(&path, &progress) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        eprintln!("warning: embedding skipped, search stays lexical: {e}");
+                        None
+                    }
+                }
+            };
+            if json {
+                print_json(&serde_json::json!({ "index": report, "embed": embedded }))
+            } else {
+                if let Some(r) = embedded {
+                    println!(
+                        "  embeddings     {} vectors for {} chunks ({:.0}% coverage): {} embedded now, {} from cache, in {:.1} s [{}]",
+                        r.vectors,
+                        r.chunks,
+                        r.coverage * 100.0,
+                        r.embedded,
+                        r.from_cache,
+                        r.seconds,
+                        r.model
+                    );
+                }
                 Ok(())
             }
         }
@@ -162,8 +196,14 @@ fn run(cli: Cli) -> crate::Result<()> {
             k,
             lang,
             path,
+            mode,
             json,
         } => {
+            let mode = SearchMode::parse(&mode).ok_or_else(|| {
+                Error::invalid(format!(
+                    "--mode {mode:?}: expected lexical, dense or hybrid"
+                ))
+            })?;
             let language = match lang {
                 Some(l) => Some(Language::parse(&l).ok_or_else(|| {
                     let known: Vec<&str> = Language::ALL.iter().map(|l| l.name()).collect();
@@ -180,6 +220,8 @@ fn run(cli: Cli) -> crate::Result<()> {
                 k,
                 language,
                 path_glob: path,
+                mode,
+                fusion: Default::default(),
             };
             let response = engine.search(&repo, &request)?;
             if json {
@@ -290,8 +332,14 @@ fn print_search(r: &SearchResponse) {
         } else {
             format!("  {}", c.symbol)
         };
+        let lanes = match (hit.lexical_rank, hit.dense_rank) {
+            (Some(l), Some(d)) => format!("  (lexical #{l}, dense #{d})"),
+            (Some(l), None) if r.mode == SearchMode::Hybrid => format!("  (lexical #{l})"),
+            (None, Some(d)) if r.mode == SearchMode::Hybrid => format!("  (dense #{d})"),
+            _ => String::new(),
+        };
         println!(
-            "{}:{}-{}{name}  [{} {}]  score {:.2}",
+            "{}:{}-{}{name}  [{} {}]  score {:.3}{lanes}",
             c.path, c.span.start_line, c.span.end_line, c.language, c.kind, hit.score
         );
         if !c.scope.is_empty() {
@@ -336,6 +384,11 @@ fn print_status(s: &RepoStatus) {
     }
     println!("files       {}", s.files);
     println!("chunks      {}", s.chunks);
+    println!(
+        "vectors     {} ({:.0}% dense coverage)",
+        s.vectors,
+        s.dense_coverage * 100.0
+    );
     println!("HEAD now    {}", short(&s.current_head));
     if s.stale {
         println!("stale       yes: HEAD moved since indexing; run `codectx index`");

@@ -105,6 +105,8 @@ pub struct Config {
     pub chunk: ChunkConfig,
     /// Memory budget of the tantivy writer.
     pub writer_memory_bytes: usize,
+    /// The embedding model and its runtime.
+    pub embed: EmbedConfig,
 }
 
 impl Config {
@@ -131,6 +133,7 @@ impl Config {
             walk: WalkConfig::default(),
             chunk: ChunkConfig::default(),
             writer_memory_bytes: 128 * 1024 * 1024,
+            embed: EmbedConfig::default(),
         }
     }
 

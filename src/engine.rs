@@ -2,22 +2,29 @@
 //! The CLI, the gRPC service, the agent and the gate are all clients of `Engine`.
 
 use crate::config::Config;
+use crate::embed::Embedder;
+use crate::embed::cache::{CachedEmbedder, EmbeddingCache};
+use crate::embed::local::LocalEmbedder;
 use crate::error::{Error, Result};
 use crate::index::lexical::{CommitMeta, LexicalIndex, Opened, SCHEMA_VERSION, Snapshot};
+use crate::index::vectors::{EmbeddedVectorStore, VectorFilter, VectorPoint, VectorStore};
 use crate::model::Chunk;
-use crate::retrieve::{self, SearchHit, SearchRequest};
+use crate::retrieve::{self, FileHit, SearchHit, SearchMode, SearchRequest};
 use crate::source::walk::{Candidate, WalkOutput, walk};
 use crate::source::{SkipReason, Skipped, classify, git};
 use crate::syntax::{self, Diagnostic};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// Chunked files waiting for the writer (bounds memory when chunking outruns indexing).
 const RESULTS_AHEAD: usize = 256;
+
+/// Chunks embedded and committed to the vector store together.
+const EMBED_BATCH: usize = 128;
 
 /// Receives progress of long operations; the CLI draws a bar with it.
 pub trait Progress: Sync {
@@ -58,8 +65,32 @@ pub struct SearchResponse {
     pub branch: Option<String>,
     /// The working tree had uncommitted changes when it was indexed.
     pub indexed_dirty: bool,
+    pub mode: SearchMode,
+    /// Why the dense lane did not contribute (the answer is then lexical); `None` when it did
+    /// or was not asked.
+    pub degraded: Option<String>,
+    /// Share of the snapshot's chunks that have a vector (0..=1); `None` in lexical mode.
+    pub dense_coverage: Option<f64>,
     pub hits: Vec<SearchHit>,
+    /// The files of the candidates, best first.
+    pub files: Vec<FileHit>,
     pub took_ms: f64,
+}
+
+/// What one embedding pass did.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedReport {
+    pub model: String,
+    pub chunks: u64,
+    pub vectors: u64,
+    /// Texts the model embedded in this pass (cache misses).
+    pub embedded: u64,
+    /// Chunks whose vector came from the content-addressed cache.
+    pub from_cache: u64,
+    /// Vectors removed because their chunk left the index.
+    pub removed: u64,
+    pub coverage: f64,
+    pub seconds: f64,
 }
 
 /// Where an index stands against its repository.
@@ -76,6 +107,10 @@ pub struct RepoStatus {
     pub stale: bool,
     /// The working tree has uncommitted changes now.
     pub dirty_now: bool,
+    /// Chunks with a vector.
+    pub vectors: u64,
+    /// `vectors / chunks`.
+    pub dense_coverage: f64,
 }
 
 struct Repo {
@@ -83,12 +118,39 @@ struct Repo {
     lexical: LexicalIndex,
     /// One writer per repository inside this process.
     writer: Mutex<()>,
+    /// `<repo dir>/vectors.redb`.
+    vectors_path: PathBuf,
+    vectors: Mutex<Option<Arc<EmbeddedVectorStore>>>,
+}
+
+impl Repo {
+    /// The repository's vector store: opened for `model` (emptied if it held another
+    /// model's vectors), or as it is when `model` is `None`; `None` when none exists yet.
+    fn vectors(&self, model: Option<(&str, usize)>) -> Result<Option<Arc<EmbeddedVectorStore>>> {
+        let mut slot = self.vectors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = slot.as_ref() {
+            let (id, dims) = store.model();
+            if model.is_none_or(|(m, d)| m == id && d == dims) {
+                return Ok(Some(Arc::clone(store)));
+            }
+            *slot = None; // release the file before reopening it for another model
+        }
+        let store = match model {
+            Some((id, dims)) => Some(EmbeddedVectorStore::open(&self.vectors_path, id, dims)?),
+            None => EmbeddedVectorStore::open_existing(&self.vectors_path)?,
+        };
+        *slot = store.map(Arc::new);
+        Ok(slot.clone())
+    }
 }
 
 /// The engine: owns the data directory and the open indexes.
 pub struct Engine {
     config: Config,
     repos: Mutex<HashMap<PathBuf, Arc<Repo>>>,
+    /// Loaded on first use; a load failure is remembered (and reported) rather than retried.
+    embedder: OnceLock<Result<Arc<dyn Embedder>, String>>,
+    cache: OnceLock<Result<Arc<EmbeddingCache>, String>>,
 }
 
 impl Engine {
@@ -97,7 +159,40 @@ impl Engine {
         Ok(Engine {
             config,
             repos: Mutex::new(HashMap::new()),
+            embedder: OnceLock::new(),
+            cache: OnceLock::new(),
         })
+    }
+
+    /// An engine with a given embedder instead of the configured local model (other
+    /// backends, tests).
+    pub fn with_embedder(config: Config, embedder: Arc<dyn Embedder>) -> Result<Engine> {
+        let engine = Engine::new(config)?;
+        let _ = engine.embedder.set(Ok(embedder));
+        Ok(engine)
+    }
+
+    /// The embedder, loaded once.
+    pub fn embedder(&self) -> Result<Arc<dyn Embedder>> {
+        self.embedder
+            .get_or_init(|| {
+                LocalEmbedder::load(&self.config.embed)
+                    .map(|e| Arc::new(e) as Arc<dyn Embedder>)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(Error::Unavailable)
+    }
+
+    fn cache(&self) -> Result<Arc<EmbeddingCache>> {
+        self.cache
+            .get_or_init(|| {
+                EmbeddingCache::open(&self.config.data_dir.join("embeddings.redb"))
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(Error::Unavailable)
     }
 
     pub fn config(&self) -> &Config {
@@ -172,6 +267,8 @@ impl Engine {
             root: root.clone(),
             lexical,
             writer: Mutex::new(()),
+            vectors_path: dir.with_file_name("vectors.redb"),
+            vectors: Mutex::new(None),
         });
         repos.insert(root, Arc::clone(&repo));
         Ok((repo, rebuilt))
@@ -320,22 +417,201 @@ impl Engine {
         repo.lexical.snapshot()
     }
 
-    /// Searches a repository's index.
+    /// Gives every chunk of the repository's current snapshot a vector: from the cache when
+    /// the text was ever embedded by this model, else from the model. Vectors of chunks that
+    /// left the index are removed. Each batch is committed, so an interrupted pass keeps
+    /// what it did and the next one resumes.
+    pub fn embed(&self, path: &Path, progress: &dyn Progress) -> Result<EmbedReport> {
+        let started = Instant::now();
+        let (repo, _) = self.repo(path, false)?;
+        let _one_writer = repo.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let embedder = self.embedder()?;
+        let cache = self.cache()?;
+        let store = repo
+            .vectors(Some((embedder.model_id(), embedder.dims())))?
+            .ok_or_else(|| Error::Internal("vector store not created".into()))?;
+        let chunks = repo.lexical.snapshot()?.all_chunks()?;
+        let live: HashSet<&str> = chunks.iter().map(|c| c.id.as_str()).collect();
+        let have = store.ids();
+        let stale: Vec<String> = have
+            .iter()
+            .filter(|id| !live.contains(id.as_str()))
+            .cloned()
+            .collect();
+        store.delete_ids(&stale)?;
+        let missing: Vec<Chunk> = chunks
+            .iter()
+            .filter(|c| !have.contains(&c.id))
+            .cloned()
+            .collect();
+        let cached = CachedEmbedder::new(embedder.as_ref(), &cache);
+        progress.start("embedding", missing.len() as u64);
+        for batch in missing.chunks(EMBED_BATCH) {
+            let vectors = cached.embed_chunks(batch)?;
+            let points: Vec<VectorPoint> = batch
+                .iter()
+                .zip(vectors)
+                .map(|(c, vector)| VectorPoint {
+                    id: c.id.clone(),
+                    path: c.path.clone(),
+                    language: c.language,
+                    vector,
+                })
+                .collect();
+            store.upsert(&points)?;
+            progress.advance(batch.len() as u64);
+        }
+        progress.finish();
+        let vectors = store.len() as u64;
+        Ok(EmbedReport {
+            model: embedder.model_id().to_string(),
+            chunks: chunks.len() as u64,
+            vectors,
+            embedded: cached
+                .stats
+                .texts_embedded
+                .load(std::sync::atomic::Ordering::Relaxed),
+            from_cache: cached
+                .stats
+                .cache_hits
+                .load(std::sync::atomic::Ordering::Relaxed),
+            removed: stale.len() as u64,
+            coverage: coverage(vectors, chunks.len() as u64),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Searches a repository's index in the requested mode. The dense lane never fails a
+    /// search: when it cannot answer, the answer is lexical and `degraded` says why.
     pub fn search(&self, path: &Path, req: &SearchRequest) -> Result<SearchResponse> {
         let started = Instant::now();
         req.validate()?;
         let (repo, _) = self.repo(path, false)?;
         let snapshot = repo.lexical.snapshot()?;
-        let hits = retrieve::search(&snapshot, req)?;
+        let paths = match &req.path_glob {
+            Some(glob) => Some(retrieve::resolve_glob(&snapshot, glob)?),
+            None => None,
+        };
+        let depth = req.lane_depth();
+        let mut degraded = None;
+        let mut dense_coverage = None;
+        let dense = if req.mode == SearchMode::Lexical {
+            Vec::new()
+        } else {
+            match self.dense_lane(&repo, &snapshot, req, paths.clone(), depth) {
+                Ok((chunks, cov)) => {
+                    dense_coverage = Some(cov);
+                    chunks
+                }
+                Err(reason) => {
+                    tracing::info!("dense lane unavailable: {reason}");
+                    degraded = Some(reason);
+                    dense_coverage = Some(0.0);
+                    Vec::new()
+                }
+            }
+        };
+        let lexical_only = req.mode == SearchMode::Lexical || degraded.is_some();
+        let mut hits = if lexical_only {
+            let lexical = retrieve::lexical_lane(&snapshot, req, paths, depth)?;
+            lexical
+                .into_iter()
+                .enumerate()
+                .map(|(i, (score, chunk))| SearchHit {
+                    rank: i + 1,
+                    score,
+                    lexical_rank: Some(i + 1),
+                    dense_rank: None,
+                    chunk,
+                })
+                .collect()
+        } else if req.mode == SearchMode::Dense {
+            dense
+                .into_iter()
+                .enumerate()
+                .map(|(i, (score, chunk))| SearchHit {
+                    rank: i + 1,
+                    score,
+                    lexical_rank: None,
+                    dense_rank: Some(i + 1),
+                    chunk,
+                })
+                .collect()
+        } else {
+            let lexical = retrieve::lexical_lane(&snapshot, req, paths, depth)?;
+            retrieve::fuse(
+                lexical.into_iter().map(|(_, c)| c).collect(),
+                dense.into_iter().map(|(_, c)| c).collect(),
+                req.fusion,
+            )
+        };
+        let files = retrieve::rank_files(&hits, req.k);
+        hits.truncate(req.k);
         let meta = snapshot.meta();
         Ok(SearchResponse {
             repo_root: repo.root.display().to_string(),
             commit: meta.and_then(|m| m.head.clone()),
             branch: meta.and_then(|m| m.branch.clone()),
             indexed_dirty: meta.is_some_and(|m| m.dirty),
+            mode: req.mode,
+            degraded,
+            dense_coverage,
             hits,
+            files,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// The dense lane: (cosine, chunk) best first, and the coverage; `Err` is the reason it
+    /// cannot answer (no vectors yet, no model, another model's vectors, an embedding error).
+    fn dense_lane(
+        &self,
+        repo: &Repo,
+        snapshot: &Snapshot,
+        req: &SearchRequest,
+        paths: Option<std::collections::BTreeSet<String>>,
+        depth: usize,
+    ) -> Result<(Vec<(f32, Chunk)>, f64), String> {
+        let not_yet = "no vectors yet: run `codectx index` to embed this repository".to_string();
+        let store = repo
+            .vectors(None)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| not_yet.clone())?;
+        if store.is_empty() {
+            return Err(not_yet);
+        }
+        let embedder = self.embedder().map_err(|e| e.to_string())?;
+        let (id, dims) = store.model();
+        if id != embedder.model_id() || dims != embedder.dims() {
+            return Err(format!(
+                "the vectors were made by {id}, the model is {}; run `codectx index` to re-embed",
+                embedder.model_id()
+            ));
+        }
+        let query = embedder
+            .embed_query(&req.query)
+            .map_err(|e| e.to_string())?;
+        let filter = VectorFilter {
+            language: req.language,
+            paths,
+        };
+        let found = store
+            .search(&query, depth, &filter)
+            .map_err(|e| e.to_string())?;
+        let mut files: HashMap<String, Vec<Chunk>> = HashMap::new();
+        let mut out = Vec::with_capacity(found.len());
+        for hit in found {
+            if !files.contains_key(&hit.path) {
+                let chunks = snapshot.chunks_of(&hit.path).map_err(|e| e.to_string())?;
+                files.insert(hit.path.clone(), chunks);
+            }
+            // A vector whose chunk is not in this snapshot (embedding lags indexing) is skipped.
+            if let Some(chunk) = files[&hit.path].iter().find(|c| c.id == hit.id) {
+                out.push((hit.score, chunk.clone()));
+            }
+        }
+        let chunks = snapshot.num_chunks();
+        Ok((out, coverage(store.len() as u64, chunks)))
     }
 
     /// Where a repository's index stands against the tree now.
@@ -345,6 +621,7 @@ impl Engine {
         let now = git::state(&repo.root);
         let indexed = snapshot.meta().cloned();
         let stale = indexed.as_ref().is_some_and(|m| m.head != now.head);
+        let vectors = repo.vectors(None)?.map(|v| v.len() as u64).unwrap_or(0);
         Ok(RepoStatus {
             repo_root: repo.root.display().to_string(),
             index_dir: repo.lexical.dir().display().to_string(),
@@ -354,7 +631,17 @@ impl Engine {
             current_head: now.head,
             stale,
             dirty_now: now.dirty,
+            vectors,
+            dense_coverage: coverage(vectors, snapshot.num_chunks()),
         })
+    }
+}
+
+fn coverage(vectors: u64, chunks: u64) -> f64 {
+    if chunks == 0 {
+        1.0
+    } else {
+        (vectors as f64 / chunks as f64).min(1.0)
     }
 }
 

@@ -29,7 +29,8 @@ fn index_search_status_round_trip() {
     let root = repo.path().to_str().unwrap();
 
     let report = json(&codectx(data.path(), &["index", root, "--json"]));
-    assert_eq!(report["files_indexed"], 15);
+    assert_eq!(report["index"]["files_indexed"], 15);
+    assert_eq!(report["embed"]["coverage"], 1.0);
 
     let human = codectx(data.path(), &["index", root]);
     let text = String::from_utf8_lossy(&human.stdout);

@@ -3,6 +3,7 @@
 mod chunks;
 mod cli;
 mod embed;
+mod hybrid;
 mod search;
 mod support;
 mod walk;

@@ -423,6 +423,44 @@ impl Snapshot {
         Ok(false)
     }
 
+    /// Every chunk in the snapshot, in index order.
+    pub fn all_chunks(&self) -> Result<Vec<Chunk>> {
+        let mut addresses: Vec<_> = self
+            .searcher
+            .search(
+                &tantivy::query::AllQuery,
+                &tantivy::collector::DocSetCollector,
+            )?
+            .into_iter()
+            .collect();
+        addresses.sort();
+        let mut out = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = self.searcher.doc(address)?;
+            if doc.get_first(self.fields.meta).is_some() {
+                continue;
+            }
+            out.push(self.to_chunk(&doc)?);
+        }
+        Ok(out)
+    }
+
+    /// The chunks of one file, in file order.
+    pub fn chunks_of(&self, path: &str) -> Result<Vec<Chunk>> {
+        let term = Term::from_field_text(self.fields.path_exact, path);
+        let query = TermQuery::new(term, IndexRecordOption::Basic);
+        let top = self
+            .searcher
+            .search(&query, &TopDocs::with_limit(100_000).order_by_score())?;
+        let mut out = Vec::with_capacity(top.len());
+        for (_, address) in top {
+            let doc: TantivyDocument = self.searcher.doc(address)?;
+            out.push(self.to_chunk(&doc)?);
+        }
+        out.sort_by_key(|c| c.span.start_byte);
+        Ok(out)
+    }
+
     /// BM25 search; an empty result is not an error, a query without words is.
     pub fn search(&self, q: &LexicalQuery) -> Result<Vec<(f32, Chunk)>> {
         let words: BTreeSet<String> = tokenize(&q.text).into_iter().collect();

@@ -2,3 +2,4 @@
 
 pub mod lexical;
 pub mod tokenizer;
+pub mod vectors;

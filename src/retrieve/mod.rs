@@ -1,12 +1,55 @@
-//! Retrieval over a snapshot: request validation, the lexical lane, filters, hit shaping.
+//! Retrieval over a snapshot: request validation, the lexical lane, filters, reciprocal rank
+//! fusion of lanes, and the file-level ranking.
 
 use crate::error::{Error, Result};
 use crate::index::lexical::{LexicalQuery, Snapshot};
 use crate::model::{Chunk, Language};
 use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
 
 /// The most hits one search may ask for.
 pub const MAX_K: usize = 1000;
+
+/// Which lanes answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// BM25 only.
+    Lexical,
+    /// Embedding similarity only.
+    Dense,
+    /// Both, fused with reciprocal rank fusion; lexical alone when the dense lane cannot answer.
+    Hybrid,
+}
+
+impl SearchMode {
+    pub fn parse(s: &str) -> Option<SearchMode> {
+        match s {
+            "lexical" => Some(SearchMode::Lexical),
+            "dense" => Some(SearchMode::Dense),
+            "hybrid" => Some(SearchMode::Hybrid),
+            _ => None,
+        }
+    }
+}
+
+/// Reciprocal rank fusion: a hit at rank r in a lane scores `weight / (k + r)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Fusion {
+    pub k: f32,
+    pub lexical_weight: f32,
+    pub dense_weight: f32,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Fusion {
+            k: 60.0,
+            lexical_weight: 1.0,
+            dense_weight: 1.0,
+        }
+    }
+}
 
 /// A search, as every client (CLI, gRPC, agent) states it.
 #[derive(Debug, Clone)]
@@ -16,6 +59,8 @@ pub struct SearchRequest {
     pub language: Option<Language>,
     /// A glob over repository-relative paths, e.g. `src/**/*.rs` or `*.py`.
     pub path_glob: Option<String>,
+    pub mode: SearchMode,
+    pub fusion: Fusion,
 }
 
 impl SearchRequest {
@@ -25,6 +70,8 @@ impl SearchRequest {
             k: 10,
             language: None,
             path_glob: None,
+            mode: SearchMode::Lexical,
+            fusion: Fusion::default(),
         }
     }
 
@@ -39,7 +86,23 @@ impl SearchRequest {
                 self.k
             )));
         }
+        let f = self.fusion;
+        let valid = f.k.is_finite()
+            && f.k > 0.0
+            && [f.lexical_weight, f.dense_weight]
+                .iter()
+                .all(|w| w.is_finite() && *w >= 0.0);
+        if !valid {
+            return Err(Error::invalid(
+                "fusion: k must be positive and lane weights non-negative",
+            ));
+        }
         Ok(())
+    }
+
+    /// Candidates each lane contributes before fusion.
+    pub fn lane_depth(&self) -> usize {
+        (self.k * 3).clamp(30, MAX_K)
     }
 }
 
@@ -48,40 +111,107 @@ impl SearchRequest {
 pub struct SearchHit {
     /// 1-based rank in the answer.
     pub rank: usize,
+    /// BM25 (lexical mode), cosine (dense mode) or the fused RRF score (hybrid).
     pub score: f32,
     /// 1-based rank in the lexical (BM25) lane.
     pub lexical_rank: Option<usize>,
+    /// 1-based rank in the dense (embedding) lane.
+    pub dense_rank: Option<usize>,
     pub chunk: Chunk,
 }
 
-/// Runs a validated search against one snapshot.
-pub fn search(snapshot: &Snapshot, req: &SearchRequest) -> Result<Vec<SearchHit>> {
-    req.validate()?;
-    let paths = match &req.path_glob {
-        Some(glob) => Some(resolve_glob(snapshot, glob)?),
-        None => None,
-    };
-    let query = LexicalQuery {
+/// A file, ranked by the hits in it: "which files should the agent open".
+#[derive(Debug, Clone, Serialize)]
+pub struct FileHit {
+    pub path: String,
+    pub score: f32,
+    /// How many candidate chunks of the file the lanes returned.
+    pub chunks: usize,
+    /// The best rank any of its chunks reached in the answer's order.
+    pub best_rank: usize,
+}
+
+/// The lexical lane: BM25 with filters. Ranks are 1-based.
+pub fn lexical_lane(
+    snapshot: &Snapshot,
+    req: &SearchRequest,
+    paths: Option<BTreeSet<String>>,
+    limit: usize,
+) -> Result<Vec<(f32, Chunk)>> {
+    snapshot.search(&LexicalQuery {
         text: req.query.clone(),
-        limit: req.k,
+        limit,
         language: req.language,
         paths,
-    };
-    let hits = snapshot.search(&query)?;
-    Ok(hits
-        .into_iter()
-        .enumerate()
-        .map(|(i, (score, chunk))| SearchHit {
-            rank: i + 1,
-            score,
-            lexical_rank: Some(i + 1),
-            chunk,
-        })
-        .collect())
+    })
+}
+
+/// Fuses ranked lanes by reciprocal rank fusion, deduplicated by chunk id; returns hits in
+/// fused order with each lane's rank kept. Ties break by chunk path then start (stable).
+pub fn fuse(lexical: Vec<Chunk>, dense: Vec<Chunk>, fusion: Fusion) -> Vec<SearchHit> {
+    let mut by_id: HashMap<String, SearchHit> = HashMap::new();
+    for (lane, chunks) in [(0, lexical), (1, dense)] {
+        let weight = if lane == 0 {
+            fusion.lexical_weight
+        } else {
+            fusion.dense_weight
+        };
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let rank = i + 1;
+            let hit = by_id.entry(chunk.id.clone()).or_insert_with(|| SearchHit {
+                rank: 0,
+                score: 0.0,
+                lexical_rank: None,
+                dense_rank: None,
+                chunk,
+            });
+            hit.score += weight / (fusion.k + rank as f32);
+            if lane == 0 {
+                hit.lexical_rank = Some(rank);
+            } else {
+                hit.dense_rank = Some(rank);
+            }
+        }
+    }
+    let mut hits: Vec<SearchHit> = by_id.into_values().collect();
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.chunk.path.cmp(&b.chunk.path))
+            .then_with(|| a.chunk.span.start_byte.cmp(&b.chunk.span.start_byte))
+    });
+    for (i, hit) in hits.iter_mut().enumerate() {
+        hit.rank = i + 1;
+    }
+    hits
+}
+
+/// Ranks files by the summed scores of their hits (all candidates, before truncation to k).
+pub fn rank_files(hits: &[SearchHit], k: usize) -> Vec<FileHit> {
+    let mut files: HashMap<&str, FileHit> = HashMap::new();
+    for hit in hits {
+        let file = files.entry(&hit.chunk.path).or_insert_with(|| FileHit {
+            path: hit.chunk.path.clone(),
+            score: 0.0,
+            chunks: 0,
+            best_rank: hit.rank,
+        });
+        file.score += hit.score;
+        file.chunks += 1;
+        file.best_rank = file.best_rank.min(hit.rank);
+    }
+    let mut out: Vec<FileHit> = files.into_values().collect();
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.path.cmp(&b.path))
+    });
+    out.truncate(k);
+    out
 }
 
 /// The indexed paths a glob matches. `*` crosses directories, so `*.rs` means every Rust file.
-pub fn resolve_glob(snapshot: &Snapshot, glob: &str) -> Result<std::collections::BTreeSet<String>> {
+pub fn resolve_glob(snapshot: &Snapshot, glob: &str) -> Result<BTreeSet<String>> {
     let matcher = globset::GlobBuilder::new(glob)
         .literal_separator(false)
         .build()
@@ -90,4 +220,77 @@ pub fn resolve_glob(snapshot: &Snapshot, glob: &str) -> Result<std::collections:
     let mut paths = snapshot.paths()?;
     paths.retain(|p| matcher.is_match(p));
     Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChunkKind, Span};
+
+    fn chunk(id: &str) -> Chunk {
+        Chunk {
+            id: id.into(),
+            path: format!("{id}.rs"),
+            language: Language::Rust,
+            kind: ChunkKind::Function,
+            symbol: id.into(),
+            symbols: vec![id.into()],
+            scope: String::new(),
+            signature: String::new(),
+            doc: String::new(),
+            span: Span {
+                start_byte: 0,
+                end_byte: 1,
+                start_line: 1,
+                end_line: 1,
+            },
+            content: "x".into(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn rrf_rewards_agreement_and_keeps_lane_ranks() {
+        let hits = fuse(
+            vec![chunk("a"), chunk("b"), chunk("c")],
+            vec![chunk("c"), chunk("d"), chunk("a")],
+            Fusion::default(),
+        );
+        let order: Vec<(&str, Option<usize>, Option<usize>)> = hits
+            .iter()
+            .map(|h| (h.chunk.id.as_str(), h.lexical_rank, h.dense_rank))
+            .collect();
+        // a: 1/61 + 1/63, c: 1/63 + 1/61 (tie, broken by path), b: 1/62, d: 1/62.
+        assert_eq!(
+            order,
+            vec![
+                ("a", Some(1), Some(3)),
+                ("c", Some(3), Some(1)),
+                ("b", Some(2), None),
+                ("d", None, Some(2)),
+            ]
+        );
+        assert!((hits[0].score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-6);
+        let only_dense = fuse(
+            vec![chunk("a")],
+            vec![chunk("b")],
+            Fusion {
+                lexical_weight: 0.0,
+                ..Fusion::default()
+            },
+        );
+        assert_eq!(only_dense[0].chunk.id, "b");
+    }
+
+    #[test]
+    fn files_rank_by_summed_scores() {
+        let mut a2 = chunk("a2");
+        a2.path = "a.rs".into();
+        let hits = fuse(vec![chunk("b"), chunk("a"), a2], vec![], Fusion::default());
+        let files = rank_files(&hits, 10);
+        assert_eq!(files[0].path, "a.rs");
+        assert_eq!(files[0].chunks, 2);
+        assert_eq!(files[0].best_rank, 2);
+        assert_eq!(files[1].path, "b.rs");
+    }
 }

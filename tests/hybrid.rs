@@ -1,0 +1,316 @@
+//! Dense and hybrid retrieval end to end with the real model: hybrid finds what BM25 misses,
+//! the cache makes re-embedding free, and a missing or failing embedder degrades to lexical.
+
+use crate::support::{git, write};
+use codectx::config::Config;
+use codectx::embed::Embedder;
+use codectx::engine::NoProgress;
+use codectx::index::vectors::{EmbeddedVectorStore, VectorFilter, VectorPoint, VectorStore};
+use codectx::model::Language;
+use codectx::retrieve::{SearchMode, SearchRequest};
+use codectx::{Engine, Error};
+use std::sync::Arc;
+
+/// A small repository where one function shares no word with the query that describes it.
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "src/io.rs",
+        "use std::io::Read;\n\npub fn read_file(path: &std::path::Path) -> std::io::Result<String> {\n    let mut f = std::fs::File::open(path)?;\n    let mut s = String::new();\n    f.read_to_string(&mut s)?;\n    Ok(s)\n}\n",
+    );
+    write(
+        root,
+        "src/config.rs",
+        "/// Loads the configuration of the server.\npub fn load_config() -> Config {\n    Config::default()\n}\n",
+    );
+    write(
+        root,
+        "src/math.rs",
+        "/// Adds the contents of a vector.\npub fn sum(values: &[i64]) -> i64 {\n    values.iter().sum()\n}\n",
+    );
+    write(
+        root,
+        "app/mail.py",
+        "def send_mail(to, subject):\n    \"\"\"Sends a message from the server.\"\"\"\n    return smtp.send(to, subject)\n",
+    );
+    // Unrelated code that matches no word of the query.
+    for (i, body) in [
+        "pub fn fibonacci(n: u64) -> u64 { if n < 2 { n } else { fibonacci(n - 1) + fibonacci(n - 2) } }",
+        "pub fn is_prime(n: u64) -> bool { (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0) }",
+        "pub fn celsius_to_fahrenheit(c: f64) -> f64 { c * 9.0 / 5.0 + 32.0 }",
+        "pub fn gcd(a: u64, b: u64) -> u64 { if b == 0 { a } else { gcd(b, a % b) } }",
+        "pub fn rgb_to_hex(r: u8, g: u8, b: u8) -> String { format!(\"#{r:02x}{g:02x}{b:02x}\") }",
+        "pub fn mean(xs: &[f64]) -> f64 { xs.iter().sum::<f64>() / xs.len() as f64 }",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write(root, &format!("src/util{i}.rs"), format!("{body}\n"));
+    }
+    git(root, &["init", "-q"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+const QUERY: &str = "load contents of document from disk";
+
+fn request(mode: SearchMode) -> SearchRequest {
+    let mut r = SearchRequest::new(QUERY);
+    r.mode = mode;
+    r.k = 4;
+    r
+}
+
+fn symbols(engine: &Engine, root: &std::path::Path, mode: SearchMode) -> Vec<String> {
+    let response = engine.search(root, &request(mode)).unwrap();
+    assert!(response.degraded.is_none(), "{:?}", response.degraded);
+    response
+        .hits
+        .iter()
+        .map(|h| h.chunk.symbol.clone())
+        .collect()
+}
+
+#[test]
+fn hybrid_finds_a_function_the_lexical_lane_misses() {
+    let repo = repo();
+    let data = tempfile::tempdir().unwrap();
+    let engine = Engine::new(Config::with_data_dir(data.path())).unwrap();
+    engine.index(repo.path(), &NoProgress).unwrap();
+    let report = engine.embed(repo.path(), &NoProgress).unwrap();
+    assert_eq!(report.coverage, 1.0);
+    assert_eq!(report.embedded, report.chunks);
+
+    let lexical = symbols(&engine, repo.path(), SearchMode::Lexical);
+    assert!(!lexical.contains(&"read_file".to_string()), "{lexical:?}");
+    let dense = symbols(&engine, repo.path(), SearchMode::Dense);
+    assert_eq!(dense[0], "read_file", "{dense:?}");
+    let response = engine
+        .search(repo.path(), &request(SearchMode::Hybrid))
+        .unwrap();
+    let hit = response.hits.iter().find(|h| h.chunk.symbol == "read_file");
+    let seen: Vec<_> = response
+        .hits
+        .iter()
+        .map(|h| (&h.chunk.symbol, h.lexical_rank, h.dense_rank))
+        .collect();
+    let hit = hit.unwrap_or_else(|| panic!("hybrid misses read_file: {seen:?}"));
+    assert_eq!(hit.lexical_rank, None);
+    assert_eq!(hit.dense_rank, Some(1));
+    assert_eq!(response.dense_coverage, Some(1.0));
+    assert!(response.files.iter().any(|f| f.path == "src/io.rs"));
+
+    // Filters apply to the dense lane too.
+    let mut r = request(SearchMode::Dense);
+    r.language = Some(Language::Python);
+    let hits = engine.search(repo.path(), &r).unwrap().hits;
+    assert!(
+        hits.iter().all(|h| h.chunk.language == Language::Python),
+        "{hits:?}"
+    );
+
+    // Indexing and embedding the unchanged tree again costs no model call.
+    engine.index(repo.path(), &NoProgress).unwrap();
+    let again = engine.embed(repo.path(), &NoProgress).unwrap();
+    assert_eq!(again.embedded, 0);
+    // A restart (a new engine over the same data directory) answers the same.
+    drop(engine);
+    let engine = Engine::new(Config::with_data_dir(data.path())).unwrap();
+    assert_eq!(
+        symbols(&engine, repo.path(), SearchMode::Dense)[0],
+        "read_file"
+    );
+}
+
+#[test]
+fn deleted_files_leave_the_vector_store() {
+    let repo = repo();
+    let data = tempfile::tempdir().unwrap();
+    let engine = Engine::new(Config::with_data_dir(data.path())).unwrap();
+    engine.index(repo.path(), &NoProgress).unwrap();
+    engine.embed(repo.path(), &NoProgress).unwrap();
+    std::fs::remove_file(repo.path().join("src/io.rs")).unwrap();
+    engine.index(repo.path(), &NoProgress).unwrap();
+    let report = engine.embed(repo.path(), &NoProgress).unwrap();
+    assert!(report.removed >= 1, "{report:?}");
+    assert_eq!(report.embedded, 0, "nothing new to embed");
+    let dense = symbols(&engine, repo.path(), SearchMode::Dense);
+    assert!(!dense.contains(&"read_file".to_string()), "{dense:?}");
+}
+
+#[test]
+fn a_broken_model_path_degrades_to_lexical() {
+    let repo = repo();
+    let data = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::new(Config::with_data_dir(data.path())).unwrap();
+        engine.index(repo.path(), &NoProgress).unwrap();
+        // Before any embedding: hybrid answers lexically and says why.
+        let response = engine
+            .search(repo.path(), &request(SearchMode::Hybrid))
+            .unwrap();
+        assert!(
+            response
+                .degraded
+                .as_deref()
+                .unwrap()
+                .contains("no vectors yet")
+        );
+        engine.embed(repo.path(), &NoProgress).unwrap();
+    }
+    let mut config = Config::with_data_dir(data.path());
+    config.embed.model_dir = "/nonexistent/model".into();
+    let engine = Engine::new(config).unwrap();
+    let hybrid = engine
+        .search(repo.path(), &request(SearchMode::Hybrid))
+        .unwrap();
+    let reason = hybrid.degraded.clone().expect("degraded");
+    assert!(reason.contains("/nonexistent/model"), "{reason}");
+    let lexical = engine
+        .search(repo.path(), &request(SearchMode::Lexical))
+        .unwrap();
+    let ids = |r: &codectx::engine::SearchResponse| {
+        r.hits
+            .iter()
+            .map(|h| h.chunk.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&hybrid), ids(&lexical));
+    assert!(!hybrid.hits.is_empty());
+    // Embedding itself reports the missing model as an error, naming the set-up.
+    let err = engine.embed(repo.path(), &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("scripts/setup"), "{err}");
+}
+
+/// An embedder that works for documents but fails at query time (a model server gone away).
+struct FailingQueries(Arc<dyn Embedder>);
+
+impl Embedder for FailingQueries {
+    fn model_id(&self) -> &str {
+        self.0.model_id()
+    }
+    fn dims(&self) -> usize {
+        self.0.dims()
+    }
+    fn embed_documents(&self, texts: &[String]) -> codectx::Result<Vec<Vec<f32>>> {
+        self.0.embed_documents(texts)
+    }
+    fn embed_query(&self, _: &str) -> codectx::Result<Vec<f32>> {
+        Err(Error::Unavailable("embedding server timed out".into()))
+    }
+}
+
+#[test]
+fn a_failing_embedder_degrades_to_lexical_never_an_error() {
+    let repo = repo();
+    let data = tempfile::tempdir().unwrap();
+    let real = Engine::new(Config::with_data_dir(data.path()))
+        .unwrap()
+        .embedder()
+        .unwrap();
+    let engine = Engine::with_embedder(
+        Config::with_data_dir(data.path()),
+        Arc::new(FailingQueries(real)),
+    )
+    .unwrap();
+    engine.index(repo.path(), &NoProgress).unwrap();
+    engine.embed(repo.path(), &NoProgress).unwrap();
+    for mode in [SearchMode::Hybrid, SearchMode::Dense] {
+        let response = engine.search(repo.path(), &request(mode)).unwrap();
+        assert_eq!(
+            response.degraded.as_deref(),
+            Some("embedding server timed out")
+        );
+        assert!(
+            response
+                .hits
+                .iter()
+                .all(|h| h.dense_rank.is_none() && h.lexical_rank.is_some())
+        );
+    }
+}
+
+fn point(id: &str, path: &str, language: Language, v: [f32; 3]) -> VectorPoint {
+    VectorPoint {
+        id: id.into(),
+        path: path.into(),
+        language,
+        vector: v.to_vec(),
+    }
+}
+
+/// The behaviour every vector store must have; run on the embedded store (and, with
+/// QDRANT_URL set, on Qdrant once that backend lands).
+fn behaviour_suite(open: &dyn Fn() -> Box<dyn VectorStore>) {
+    let store = open();
+    store
+        .upsert(&[
+            point("a", "src/a.rs", Language::Rust, [1.0, 0.0, 0.0]),
+            point("b", "src/b.rs", Language::Rust, [0.0, 1.0, 0.0]),
+            point("c", "py/c.py", Language::Python, [0.9, 0.1, 0.0]),
+        ])
+        .unwrap();
+    let ids = |hits: Vec<codectx::index::vectors::VectorHit>| {
+        hits.into_iter().map(|h| h.id).collect::<Vec<_>>()
+    };
+    let all = VectorFilter::default();
+    assert_eq!(
+        ids(store.search(&[1.0, 0.0, 0.0], 2, &all).unwrap()),
+        ["a", "c"]
+    );
+    let py = VectorFilter {
+        language: Some(Language::Python),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.search(&[1.0, 0.0, 0.0], 5, &py).unwrap()), ["c"]);
+    let only_b = VectorFilter {
+        paths: Some(["src/b.rs".to_string()].into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.search(&[1.0, 0.0, 0.0], 5, &only_b).unwrap()),
+        ["b"]
+    );
+    // Upsert replaces.
+    store
+        .upsert(&[point("b", "src/b.rs", Language::Rust, [1.0, 0.0, 0.0])])
+        .unwrap();
+    assert_eq!(store.len(), 3);
+    assert!(
+        store
+            .upsert(&[point("d", "d.rs", Language::Rust, [1.0, 0.0, 0.0]).clone()])
+            .is_ok()
+    );
+    store
+        .delete_paths(&["src/a.rs".into(), "d.rs".into()])
+        .unwrap();
+    assert_eq!(store.len(), 2);
+    // A wrong-sized vector is refused, naming both sizes.
+    let bad = VectorPoint {
+        vector: vec![1.0],
+        ..point("e", "e.rs", Language::Rust, [0.0; 3])
+    };
+    let err = store.upsert(&[bad]).unwrap_err();
+    assert!(err.to_string().contains("1 dimensions"), "{err}");
+    drop(store);
+    // Reopened (a restart): the same points answer the same.
+    let store = open();
+    assert_eq!(store.len(), 2);
+    assert_eq!(
+        ids(store.search(&[1.0, 0.0, 0.0], 5, &all).unwrap()),
+        ["b", "c"]
+    );
+}
+
+#[test]
+fn embedded_vector_store_behaviour() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vectors.redb");
+    behaviour_suite(&|| Box::new(EmbeddedVectorStore::open(&path, "test-model", 3).unwrap()));
+    // Opened for another model, the store empties itself rather than mixing vector spaces.
+    let other = EmbeddedVectorStore::open(&path, "other-model", 3).unwrap();
+    assert!(other.is_empty());
+}
