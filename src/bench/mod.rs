@@ -1,5 +1,6 @@
 //! `codectx bench`: measurements that belong in docs/BENCHMARKS.md, never in tests.
 
+pub mod embed;
 pub mod index;
 
 use crate::config::Config;
@@ -21,6 +22,16 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Embedding throughput of the indexing pipeline against raw model calls on the same
+    /// chunks, and the model calls of a re-index of the unchanged tree (expected: zero).
+    Embed {
+        /// A directory to index and embed (a few hundred chunks take about a minute here).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
@@ -30,6 +41,7 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             queries,
             json,
         } => index::run(&corpus, queries, json, config),
+        BenchCommand::Embed { corpus, json } => embed::run(&corpus, json, config),
     }
 }
 
