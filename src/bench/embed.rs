@@ -33,6 +33,8 @@ pub fn run(corpus: &Path, json: bool, mut config: Config) -> Result<()> {
     let texts: Vec<String> = chunks.iter().map(document_text).collect();
     let embedder = engine.embedder()?;
 
+    // Warm the model up (first-call allocations) so neither side pays for it.
+    embedder.embed_documents(&texts[..texts.len().min(32)])?;
     // Reference: the model alone on the same texts, in the pipeline's batch size.
     let started = Instant::now();
     for batch in texts.chunks(128) {
