@@ -69,6 +69,8 @@ pub struct EmbedConfig {
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads (`None`: every core).
     pub threads: Option<usize>,
+    /// A query embedding slower than this makes the search lexical (`degraded`).
+    pub query_timeout: Duration,
 }
 
 impl Default for EmbedConfig {
@@ -92,6 +94,7 @@ impl Default for EmbedConfig {
                 .unwrap_or_else(|| home.join("ort/1.32.0/libonnxruntime.so")),
             batch_size: 32,
             threads: None,
+            query_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -562,6 +562,31 @@ impl Engine {
         })
     }
 
+    /// Embeds a query on a helper thread and waits at most `query_timeout`; a slow embedder
+    /// (a loaded model server, say) then costs the search its dense lane, not its latency.
+    fn embed_query_within(
+        &self,
+        embedder: Arc<dyn Embedder>,
+        query: &str,
+    ) -> Result<Vec<f32>, String> {
+        let timeout = self.config.embed.query_timeout;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let query = query.to_string();
+        std::thread::Builder::new()
+            .name("codectx-query-embed".into())
+            .spawn(move || {
+                let _ = tx.send(embedder.embed_query(&query));
+            })
+            .map_err(|e| format!("cannot start the query embedding: {e}"))?;
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "query embedding took longer than {} ms",
+                timeout.as_millis()
+            )),
+        }
+    }
+
     /// The dense lane: (cosine, chunk) best first, and the coverage; `Err` is the reason it
     /// cannot answer (no vectors yet, no model, another model's vectors, an embedding error).
     fn dense_lane(
@@ -588,9 +613,7 @@ impl Engine {
                 embedder.model_id()
             ));
         }
-        let query = embedder
-            .embed_query(&req.query)
-            .map_err(|e| e.to_string())?;
+        let query = self.embed_query_within(embedder, &req.query)?;
         let filter = VectorFilter {
             language: req.language,
             paths,

@@ -233,6 +233,52 @@ fn a_failing_embedder_degrades_to_lexical_never_an_error() {
     }
 }
 
+/// An embedder whose queries hang (an overloaded model server).
+struct SlowQueries(Arc<dyn Embedder>);
+
+impl Embedder for SlowQueries {
+    fn model_id(&self) -> &str {
+        self.0.model_id()
+    }
+    fn dims(&self) -> usize {
+        self.0.dims()
+    }
+    fn embed_documents(&self, texts: &[String]) -> codectx::Result<Vec<Vec<f32>>> {
+        self.0.embed_documents(texts)
+    }
+    fn embed_query(&self, text: &str) -> codectx::Result<Vec<f32>> {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        self.0.embed_query(text)
+    }
+}
+
+#[test]
+fn a_slow_embedder_costs_the_dense_lane_not_the_latency() {
+    let repo = repo();
+    let data = tempfile::tempdir().unwrap();
+    let real = Engine::new(Config::with_data_dir(data.path()))
+        .unwrap()
+        .embedder()
+        .unwrap();
+    let mut config = Config::with_data_dir(data.path());
+    config.embed.query_timeout = std::time::Duration::from_millis(200);
+    let engine = Engine::with_embedder(config, Arc::new(SlowQueries(real))).unwrap();
+    engine.index(repo.path(), &NoProgress).unwrap();
+    engine.embed(repo.path(), &NoProgress).unwrap();
+    let started = std::time::Instant::now();
+    let response = engine
+        .search(repo.path(), &request(SearchMode::Hybrid))
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let reason = response.degraded.expect("degraded");
+    assert!(reason.contains("200 ms"), "{reason}");
+    assert!(!response.hits.is_empty());
+}
+
 fn point(id: &str, path: &str, language: Language, v: [f32; 3]) -> VectorPoint {
     VectorPoint {
         id: id.into(),
