@@ -58,6 +58,20 @@ impl Default for ChunkConfig {
     }
 }
 
+/// Where and what to call.
+#[derive(Debug, Clone)]
+pub struct HttpEmbedConfig {
+    /// The full endpoint, e.g. `http://gpu-box:8080/v1/embeddings`.
+    pub url: String,
+    /// The `model` field of each request.
+    pub model: String,
+    /// Sent as `Authorization: Bearer ...` when set; never logged.
+    pub api_key: Option<String>,
+    /// Texts per request.
+    pub batch_size: usize,
+    pub timeout: Duration,
+}
+
 /// Where the embedding model and its runtime are, and how to run them.
 #[derive(Debug, Clone)]
 pub struct EmbedConfig {
@@ -71,6 +85,9 @@ pub struct EmbedConfig {
     pub threads: Option<usize>,
     /// A query embedding slower than this makes the search lexical (`degraded`).
     pub query_timeout: Duration,
+    /// Embed through an OpenAI-compatible HTTP endpoint instead of the local model
+    /// (`CODECTX_EMBED_URL`, `CODECTX_EMBED_MODEL`, `CODECTX_EMBED_API_KEY`).
+    pub http: Option<HttpEmbedConfig>,
 }
 
 impl Default for EmbedConfig {
@@ -95,6 +112,15 @@ impl Default for EmbedConfig {
             batch_size: 32,
             threads: None,
             query_timeout: Duration::from_secs(2),
+            http: env_path("CODECTX_EMBED_URL").map(|url| HttpEmbedConfig {
+                url: url.to_string_lossy().into_owned(),
+                model: std::env::var("CODECTX_EMBED_MODEL").unwrap_or_else(|_| "default".into()),
+                api_key: std::env::var("CODECTX_EMBED_API_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty()),
+                batch_size: 64,
+                timeout: Duration::from_secs(60),
+            }),
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::embed::cache::{CachedEmbedder, EmbeddingCache};
+use crate::embed::http::HttpEmbedder;
 use crate::embed::local::LocalEmbedder;
 use crate::error::{Error, Result};
 use crate::index::lexical::{CommitMeta, LexicalIndex, Opened, SCHEMA_VERSION, Snapshot};
@@ -176,9 +177,13 @@ impl Engine {
     pub fn embedder(&self) -> Result<Arc<dyn Embedder>> {
         self.embedder
             .get_or_init(|| {
-                LocalEmbedder::load(&self.config.embed)
-                    .map(|e| Arc::new(e) as Arc<dyn Embedder>)
-                    .map_err(|e| e.to_string())
+                let loaded = match &self.config.embed.http {
+                    Some(http) => HttpEmbedder::connect(http.clone())
+                        .map(|e| Arc::new(e) as Arc<dyn Embedder>),
+                    None => LocalEmbedder::load(&self.config.embed)
+                        .map(|e| Arc::new(e) as Arc<dyn Embedder>),
+                };
+                loaded.map_err(|e| e.to_string())
             })
             .clone()
             .map_err(Error::Unavailable)

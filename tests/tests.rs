@@ -3,6 +3,7 @@
 mod chunks;
 mod cli;
 mod embed;
+mod http_embed;
 mod hybrid;
 mod search;
 mod support;

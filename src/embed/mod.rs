@@ -2,6 +2,7 @@
 //! content-addressed cache that makes a chunk's embedding a one-time cost.
 
 pub mod cache;
+pub mod http;
 pub mod local;
 
 use crate::error::Result;
