@@ -467,6 +467,9 @@ impl Engine {
             progress.advance(batch.len() as u64);
         }
         progress.finish();
+        if let Err(e) = store.save_ann() {
+            tracing::warn!("{e}");
+        }
         let vectors = store.len() as u64;
         Ok(EmbedReport {
             model: embedder.model_id().to_string(),

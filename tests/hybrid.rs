@@ -413,3 +413,73 @@ fn stores_survive_kill_9_during_embedding() {
     assert!(response.degraded.is_none(), "{:?}", response.degraded);
     assert_eq!(response.hits[0].chunk.path, "src/m17.rs");
 }
+
+/// Deterministic pseudo-random vectors clustered around centroids (like embeddings are).
+fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 10_000) as f32 / 5_000.0 - 1.0
+    };
+    let centroids: Vec<Vec<f32>> = (0..64)
+        .map(|_| (0..dims).map(|_| next()).collect())
+        .collect();
+    (0..n)
+        .map(|i| centroids[i % 64].iter().map(|c| c + 0.4 * next()).collect())
+        .collect()
+}
+
+#[test]
+fn large_stores_search_through_hnsw_with_high_recall_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vectors.redb");
+    let n = codectx::index::vectors::ANN_MIN_POINTS + 2_000;
+    let vectors = clustered(n, 32, 7);
+    let points: Vec<VectorPoint> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| VectorPoint {
+            id: format!("c{i}"),
+            path: format!("f{}.rs", i % 500),
+            language: Language::Rust,
+            vector: v.clone(),
+        })
+        .collect();
+    let queries = clustered(30, 32, 99);
+    let recall = |store: &EmbeddedVectorStore| {
+        let mut found = 0;
+        for q in &queries {
+            let ann = store
+                .ann_search(q, 10)
+                .unwrap()
+                .expect("large store uses HNSW");
+            let exact = store.exact_search(q, 10, &VectorFilter::default()).unwrap();
+            let exact: std::collections::HashSet<_> = exact.iter().map(|h| h.id.clone()).collect();
+            found += ann.iter().filter(|h| exact.contains(&h.id)).count();
+        }
+        found as f64 / (10 * queries.len()) as f64
+    };
+    {
+        let store = EmbeddedVectorStore::open(&path, "m", 32).unwrap();
+        for batch in points.chunks(4_000) {
+            store.upsert(batch).unwrap();
+        }
+        let r = recall(&store);
+        assert!(r >= 0.9, "recall@10 {r}");
+        // Deleted points never come back from the graph.
+        let gone: Vec<String> = (0..200).map(|i| format!("c{i}")).collect();
+        store.delete_ids(&gone).unwrap();
+        for q in &queries {
+            let hits = store.search(q, 20, &VectorFilter::default()).unwrap();
+            assert!(hits.iter().all(|h| !gone.contains(&h.id)));
+        }
+        store.save_ann().unwrap();
+    }
+    assert!(dir.path().join("vectors.usearch").is_file());
+    let store = EmbeddedVectorStore::open(&path, "m", 32).unwrap();
+    assert_eq!(store.len(), n - 200);
+    let r = recall(&store);
+    assert!(r >= 0.9, "recall@10 after reopen {r}");
+}

@@ -2,6 +2,7 @@
 
 pub mod embed;
 pub mod index;
+pub mod vectors;
 
 use crate::config::Config;
 use clap::Subcommand;
@@ -32,6 +33,18 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Vector search through the HNSW index against exact search on the same store:
+    /// latency and recall@10.
+    Vectors {
+        #[arg(long, default_value_t = 100_000)]
+        points: usize,
+        #[arg(long, default_value_t = 384)]
+        dims: usize,
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
@@ -42,6 +55,12 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             json,
         } => index::run(&corpus, queries, json, config),
         BenchCommand::Embed { corpus, json } => embed::run(&corpus, json, config),
+        BenchCommand::Vectors {
+            points,
+            dims,
+            queries,
+            json,
+        } => vectors::run(points, dims, queries, json),
     }
 }
 

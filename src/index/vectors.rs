@@ -1,6 +1,7 @@
-//! The vector store: one trait, and the embedded default (redb on disk, an exact in-memory
-//! scan for search). Every write is one redb transaction, so a kill -9 loses at most the
-//! batch in flight and never corrupts what was committed.
+//! The vector store: one trait, and the embedded default: points in redb on disk, held in
+//! memory; searched exactly when small or filtered, through an HNSW index (usearch) when
+//! large. Every write is one redb transaction, so a kill -9 loses at most the batch in
+//! flight and never corrupts what was committed.
 
 use crate::error::{Error, Result};
 use crate::model::Language;
@@ -48,6 +49,41 @@ pub trait VectorStore: Send + Sync {
     fn search(&self, query: &[f32], k: usize, filter: &VectorFilter) -> Result<Vec<VectorHit>>;
 }
 
+/// From this many points on, unfiltered searches use the HNSW index.
+pub const ANN_MIN_POINTS: usize = 10_000;
+
+/// The HNSW index over the points, keyed by a 64-bit hash of the chunk id.
+struct Ann {
+    index: usearch::Index,
+    ids: HashMap<u64, String>,
+}
+
+fn ann_key(id: &str) -> u64 {
+    let hash = blake3::hash(id.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+fn ann_error(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("vector index: {e}"))
+}
+
+fn new_ann_index(dims: usize, capacity: usize) -> Result<usearch::Index> {
+    let options = usearch::IndexOptions {
+        dimensions: dims,
+        metric: usearch::MetricKind::Cos,
+        quantization: usearch::ScalarKind::F32,
+        connectivity: 16,
+        expansion_add: 128,
+        expansion_search: 256,
+        multi: false,
+    };
+    let index = usearch::Index::new(&options).map_err(ann_error)?;
+    index.reserve(capacity.max(16)).map_err(ann_error)?;
+    Ok(index)
+}
+
 const POINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("points");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
@@ -68,6 +104,9 @@ pub struct EmbeddedVectorStore {
     model_id: String,
     dims: usize,
     points: RwLock<HashMap<String, Entry>>,
+    /// `<store>.usearch`: the saved HNSW index, present only while it matches the points.
+    ann_path: std::path::PathBuf,
+    ann: RwLock<Option<Ann>>,
 }
 
 fn normalise(v: &[f32]) -> Vec<f32> {
@@ -184,7 +223,175 @@ impl EmbeddedVectorStore {
             model_id: model_id.to_string(),
             dims,
             points: RwLock::new(points),
+            ann_path: path.with_extension("usearch"),
+            ann: RwLock::new(None),
         })
+    }
+
+    /// Makes sure the HNSW index exists when the store is large enough: loaded from its file
+    /// when that matches the points, else built (in parallel) and saved.
+    fn ensure_ann(&self) -> Result<()> {
+        if self.len() < ANN_MIN_POINTS
+            || self.ann.read().unwrap_or_else(|p| p.into_inner()).is_some()
+        {
+            return Ok(());
+        }
+        let mut slot = self.ann.write().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return Ok(());
+        }
+        let points = self.points.read().unwrap_or_else(|p| p.into_inner());
+        let ids: HashMap<u64, String> = points.keys().map(|id| (ann_key(id), id.clone())).collect();
+        let path = self.ann_path.to_string_lossy().into_owned();
+        let index = new_ann_index(self.dims, points.len() + points.len() / 4)?;
+        let loaded = self.ann_path.is_file()
+            && index.load(&path).is_ok()
+            && index.size() == points.len()
+            && index.reserve(points.len() + points.len() / 4).is_ok();
+        let index = if loaded {
+            index
+        } else {
+            let index = new_ann_index(self.dims, points.len() + points.len() / 4)?;
+            use rayon::prelude::*;
+            let entries: Vec<(&String, &Entry)> = points.iter().collect();
+            entries
+                .par_iter()
+                .try_for_each(|(id, e)| index.add(ann_key(id), &e.unit).map_err(ann_error))?;
+            if let Err(e) = index.save(&path) {
+                tracing::warn!("cannot save the vector index to {path}: {e}");
+            }
+            index
+        };
+        *slot = Some(Ann { index, ids });
+        Ok(())
+    }
+
+    /// Called before a write: the saved index no longer matches, and the in-memory one is
+    /// updated by the write itself.
+    fn invalidate_saved_ann(&self) {
+        let _ = std::fs::remove_file(&self.ann_path);
+    }
+
+    /// Sets the HNSW search breadth (usearch's `expansion_search`): higher is slower and
+    /// more exact.
+    pub fn set_search_expansion(&self, n: usize) -> Result<()> {
+        self.ensure_ann()?;
+        if let Some(ann) = self.ann.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            ann.index.change_expansion_search(n);
+        }
+        Ok(())
+    }
+
+    /// Saves the HNSW index (if built) so the next process loads instead of rebuilding.
+    pub fn save_ann(&self) -> Result<()> {
+        let slot = self.ann.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(ann) = slot.as_ref() {
+            ann.index
+                .save(&self.ann_path.to_string_lossy())
+                .map_err(ann_error)?;
+        }
+        Ok(())
+    }
+
+    /// Exact search over every point (the reference the HNSW index is measured against).
+    pub fn exact_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &VectorFilter,
+    ) -> Result<Vec<VectorHit>> {
+        self.check_query(query)?;
+        let q = normalise(query);
+        let map = self.points.read().unwrap_or_else(|p| p.into_inner());
+        let mut scored: Vec<(f32, &String, &Entry)> = map
+            .iter()
+            .filter(|(_, e)| filter.language.is_none_or(|l| l == e.language))
+            .filter(|(_, e)| filter.paths.as_ref().is_none_or(|p| p.contains(&e.path)))
+            .map(|(id, e)| {
+                (
+                    e.unit.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>(),
+                    id,
+                    e,
+                )
+            })
+            .collect();
+        let k = k.min(scored.len());
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+        scored.truncate(k);
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+        Ok(scored
+            .into_iter()
+            .map(|(score, id, e)| VectorHit {
+                id: id.clone(),
+                path: e.path.clone(),
+                score,
+            })
+            .collect())
+    }
+
+    /// Search through the HNSW index; `None` when there is none (small store).
+    pub fn ann_search(&self, query: &[f32], k: usize) -> Result<Option<Vec<VectorHit>>> {
+        self.check_query(query)?;
+        self.ensure_ann()?;
+        let slot = self.ann.read().unwrap_or_else(|p| p.into_inner());
+        let Some(ann) = slot.as_ref() else {
+            return Ok(None);
+        };
+        let matches = ann.index.search(&normalise(query), k).map_err(ann_error)?;
+        let points = self.points.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(matches.keys.len());
+        for (key, distance) in matches.keys.iter().zip(&matches.distances) {
+            let Some(id) = ann.ids.get(key) else { continue };
+            let Some(entry) = points.get(id) else {
+                continue;
+            };
+            out.push(VectorHit {
+                id: id.clone(),
+                path: entry.path.clone(),
+                score: 1.0 - distance,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    fn check_query(&self, query: &[f32]) -> Result<()> {
+        if query.len() != self.dims {
+            return Err(Error::invalid(format!(
+                "query vector has {} dimensions, the store holds {}",
+                query.len(),
+                self.dims
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies a write to the in-memory HNSW index, if one is built.
+    fn update_ann(&self, add: &[VectorPoint], remove: &[String]) -> Result<()> {
+        let mut slot = self.ann.write().unwrap_or_else(|p| p.into_inner());
+        let Some(ann) = slot.as_mut() else {
+            return Ok(());
+        };
+        for id in remove.iter().chain(add.iter().map(|p| &p.id)) {
+            let key = ann_key(id);
+            if ann.ids.remove(&key).is_some() {
+                ann.index.remove(key).map_err(ann_error)?;
+            }
+        }
+        if ann.index.size() + add.len() > ann.index.capacity() {
+            let grown = (ann.index.size() + add.len()) * 2;
+            ann.index.reserve(grown).map_err(ann_error)?;
+        }
+        for p in add {
+            let key = ann_key(&p.id);
+            ann.index
+                .add(key, &normalise(&p.vector))
+                .map_err(ann_error)?;
+            ann.ids.insert(key, p.id.clone());
+        }
+        Ok(())
     }
 
     fn write<F>(&self, f: F) -> Result<()>
@@ -237,6 +444,11 @@ impl VectorStore for EmbeddedVectorStore {
     }
 
     fn delete_ids(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.invalidate_saved_ann();
+        self.update_ann(&[], ids)?;
         self.write(|table| {
             for id in ids {
                 table.remove(id.as_str()).map_err(db_error)?;
@@ -272,41 +484,14 @@ impl VectorStore for EmbeddedVectorStore {
     }
 
     fn search(&self, query: &[f32], k: usize, filter: &VectorFilter) -> Result<Vec<VectorHit>> {
-        if query.len() != self.dims {
-            return Err(Error::invalid(format!(
-                "query vector has {} dimensions, the store holds {}",
-                query.len(),
-                self.dims
-            )));
+        // Filters go exact: they shrink the candidate set, and a filtered graph walk can
+        // come back short.
+        if filter.language.is_none()
+            && filter.paths.is_none()
+            && let Some(hits) = self.ann_search(query, k)?
+        {
+            return Ok(hits);
         }
-        let q = normalise(query);
-        let map = self.points.read().unwrap_or_else(|p| p.into_inner());
-        let mut scored: Vec<(f32, &String, &Entry)> = map
-            .iter()
-            .filter(|(_, e)| filter.language.is_none_or(|l| l == e.language))
-            .filter(|(_, e)| filter.paths.as_ref().is_none_or(|p| p.contains(&e.path)))
-            .map(|(id, e)| {
-                (
-                    e.unit.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>(),
-                    id,
-                    e,
-                )
-            })
-            .collect();
-        let k = k.min(scored.len());
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-        scored.truncate(k);
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-        Ok(scored
-            .into_iter()
-            .map(|(score, id, e)| VectorHit {
-                id: id.clone(),
-                path: e.path.clone(),
-                score,
-            })
-            .collect())
+        self.exact_search(query, k, filter)
     }
 }

@@ -1,0 +1,155 @@
+//! The vector-store benchmark: HNSW search against exact search on the same store, latency
+//! and recall@10, at a given size.
+
+use super::quantile;
+use crate::error::{Error, Result};
+use crate::index::vectors::{EmbeddedVectorStore, VectorFilter, VectorPoint, VectorStore};
+use crate::model::Language;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::time::Instant;
+
+#[derive(Debug, Serialize)]
+struct Report {
+    points: usize,
+    dims: usize,
+    queries: usize,
+    upsert_seconds: f64,
+    index_build_seconds: f64,
+    reopen_seconds: f64,
+    exact_p50_ms: f64,
+    exact_p99_ms: f64,
+    hnsw: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    expansion_search: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    recall_at_10: f64,
+}
+
+/// Vectors clustered around 256 centroids, like embeddings of code are (xorshift, seeded).
+pub fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 20_001) as f32 / 10_000.0 - 1.0
+    };
+    let centroids: Vec<Vec<f32>> = (0..256)
+        .map(|_| (0..dims).map(|_| next()).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            centroids[i % 256]
+                .iter()
+                .map(|c| c + 0.5 * next())
+                .collect()
+        })
+        .collect()
+}
+
+pub fn run(points: usize, dims: usize, queries: usize, json: bool) -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let path = dir.path().join("vectors.redb");
+    let vectors = clustered(points, dims, 42);
+    let store = EmbeddedVectorStore::open(&path, "bench", dims)?;
+    let started = Instant::now();
+    for (b, batch) in vectors.chunks(10_000).enumerate() {
+        let batch: Vec<VectorPoint> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, v)| VectorPoint {
+                id: format!("chunk{}", b * 10_000 + i),
+                path: format!("src/file{}.rs", (b * 10_000 + i) / 20),
+                language: Language::Rust,
+                vector: v.clone(),
+            })
+            .collect();
+        store.upsert(&batch)?;
+    }
+    let upsert_seconds = started.elapsed().as_secs_f64();
+    let qs = clustered(queries, dims, 7);
+    let started = Instant::now();
+    store.ann_search(&qs[0], 10)?;
+    let index_build_seconds = started.elapsed().as_secs_f64();
+    store.save_ann()?;
+    drop(store);
+    let started = Instant::now();
+    let store = EmbeddedVectorStore::open(&path, "bench", dims)?;
+    store.ann_search(&qs[0], 10)?;
+    let reopen_seconds = started.elapsed().as_secs_f64();
+
+    let mut exact_ms = Vec::new();
+    let mut exact_sets = Vec::new();
+    for q in &qs {
+        let t = Instant::now();
+        let exact = store.exact_search(q, 10, &VectorFilter::default())?;
+        exact_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        exact_sets.push(exact.into_iter().map(|h| h.id).collect::<HashSet<String>>());
+    }
+    exact_ms.sort_by(|a, b| a.total_cmp(b));
+    let mut rows = Vec::new();
+    for ef in [64usize, 128, 256, 512] {
+        store.set_search_expansion(ef)?;
+        let (mut ms, mut found) = (Vec::new(), 0usize);
+        for (q, exact) in qs.iter().zip(&exact_sets) {
+            let t = Instant::now();
+            let ann = store.search(q, 10, &VectorFilter::default())?;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            found += ann.iter().filter(|h| exact.contains(&h.id)).count();
+        }
+        ms.sort_by(|a, b| a.total_cmp(b));
+        rows.push(Row {
+            expansion_search: ef,
+            p50_ms: quantile(&ms, 0.5),
+            p99_ms: quantile(&ms, 0.99),
+            recall_at_10: found as f64 / (10 * queries) as f64,
+        });
+    }
+    let out = Report {
+        points,
+        dims,
+        queries,
+        upsert_seconds,
+        index_build_seconds,
+        reopen_seconds,
+        exact_p50_ms: quantile(&exact_ms, 0.5),
+        exact_p99_ms: quantile(&exact_ms, 0.99),
+        hnsw: rows,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        println!(
+            "{} points x {} dims, {} queries (clustered synthetic vectors)",
+            points, dims, queries
+        );
+        println!();
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!(
+            "| upsert (redb commits of 10k) | {:.1} s |",
+            out.upsert_seconds
+        );
+        println!(
+            "| HNSW build (first search) | {:.1} s |",
+            out.index_build_seconds
+        );
+        println!("| reopen + load saved HNSW | {:.2} s |", out.reopen_seconds);
+        println!(
+            "| exact search p50 / p99 | {:.2} / {:.2} ms |",
+            out.exact_p50_ms, out.exact_p99_ms
+        );
+        for r in &out.hnsw {
+            println!(
+                "| HNSW (expansion_search {}) p50 / p99, recall@10 | {:.2} / {:.2} ms, {:.3} |",
+                r.expansion_search, r.p50_ms, r.p99_ms, r.recall_at_10
+            );
+        }
+    }
+    Ok(())
+}
