@@ -185,10 +185,19 @@ fn a_broken_model_path_degrades_to_lexical() {
     assert!(err.to_string().contains("scripts/setup"), "{err}");
 }
 
-/// An embedder that works for documents but fails at query time (a model server gone away).
-struct FailingQueries(Arc<dyn Embedder>);
+/// What goes wrong with queries in `QueryFault`.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// The query fails (a model server gone away).
+    Fail,
+    /// The query hangs for 5 s (an overloaded model server).
+    Hang,
+}
 
-impl Embedder for FailingQueries {
+/// A real embedder whose documents embed normally and whose queries go wrong.
+struct QueryFault(Arc<dyn Embedder>, Fault);
+
+impl Embedder for QueryFault {
     fn model_id(&self) -> &str {
         self.0.model_id()
     }
@@ -198,8 +207,14 @@ impl Embedder for FailingQueries {
     fn embed_documents(&self, texts: &[String]) -> codectx::Result<Vec<Vec<f32>>> {
         self.0.embed_documents(texts)
     }
-    fn embed_query(&self, _: &str) -> codectx::Result<Vec<f32>> {
-        Err(Error::Unavailable("embedding server timed out".into()))
+    fn embed_query(&self, text: &str) -> codectx::Result<Vec<f32>> {
+        match self.1 {
+            Fault::Fail => Err(Error::Unavailable("embedding server timed out".into())),
+            Fault::Hang => {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                self.0.embed_query(text)
+            }
+        }
     }
 }
 
@@ -213,7 +228,7 @@ fn a_failing_embedder_degrades_to_lexical_never_an_error() {
         .unwrap();
     let engine = Engine::with_embedder(
         Config::with_data_dir(data.path()),
-        Arc::new(FailingQueries(real)),
+        Arc::new(QueryFault(real, Fault::Fail)),
     )
     .unwrap();
     engine.index(repo.path(), &NoProgress).unwrap();
@@ -233,25 +248,6 @@ fn a_failing_embedder_degrades_to_lexical_never_an_error() {
     }
 }
 
-/// An embedder whose queries hang (an overloaded model server).
-struct SlowQueries(Arc<dyn Embedder>);
-
-impl Embedder for SlowQueries {
-    fn model_id(&self) -> &str {
-        self.0.model_id()
-    }
-    fn dims(&self) -> usize {
-        self.0.dims()
-    }
-    fn embed_documents(&self, texts: &[String]) -> codectx::Result<Vec<Vec<f32>>> {
-        self.0.embed_documents(texts)
-    }
-    fn embed_query(&self, text: &str) -> codectx::Result<Vec<f32>> {
-        std::thread::sleep(std::time::Duration::from_secs(5));
-        self.0.embed_query(text)
-    }
-}
-
 #[test]
 fn a_slow_embedder_costs_the_dense_lane_not_the_latency() {
     let repo = repo();
@@ -262,7 +258,7 @@ fn a_slow_embedder_costs_the_dense_lane_not_the_latency() {
         .unwrap();
     let mut config = Config::with_data_dir(data.path());
     config.embed.query_timeout = std::time::Duration::from_millis(200);
-    let engine = Engine::with_embedder(config, Arc::new(SlowQueries(real))).unwrap();
+    let engine = Engine::with_embedder(config, Arc::new(QueryFault(real, Fault::Hang))).unwrap();
     engine.index(repo.path(), &NoProgress).unwrap();
     engine.embed(repo.path(), &NoProgress).unwrap();
     let started = std::time::Instant::now();
