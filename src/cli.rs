@@ -2,7 +2,7 @@
 //! results for people (or JSON for programs), and maps errors to exit codes.
 
 use crate::config::Config;
-use crate::engine::{Engine, IndexReport, Progress, RepoStatus, SearchResponse};
+use crate::engine::{Engine, IndexOptions, IndexReport, Progress, RepoStatus, SearchResponse};
 use crate::error::{Error, ErrorKind};
 use crate::model::Language;
 use crate::retrieve::{SearchMode, SearchRequest};
@@ -18,6 +18,13 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status for something missing: no such repository, not indexed yet.
 pub const EXIT_NOT_FOUND: i32 = 3;
+
+/// New chunks up to this many are embedded before the lexical commit (a typical commit's
+/// worth); a larger change commits lexically first and embeds behind it.
+const EMBED_BEFORE_COMMIT: usize = 2048;
+
+/// How long a hook-started writer waits for more of a burst before it reads the queue.
+const COALESCE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +60,20 @@ pub enum Command {
         /// Build the lexical index only; skip embedding (hybrid search then answers lexically).
         #[arg(long)]
         no_embed: bool,
+        /// The git ref to index (branch, tag, commit); default: the checked-out one, which
+        /// searches then read by default. Refs share the storage of the files they share.
+        #[arg(long = "ref", value_name = "REF")]
+        ref_name: Option<String>,
+        /// Index the files on disk, uncommitted changes included, as the ref `worktree`.
+        #[arg(long, conflicts_with = "ref_name")]
+        worktree: bool,
+        /// Compare the whole tree with the index instead of diffing from the indexed commit.
+        #[arg(long)]
+        force: bool,
+        /// If another process is indexing this repository, hand it this request and exit
+        /// at once (what git hooks use); bursts become one reindex.
+        #[arg(long)]
+        coalesce: bool,
     },
     /// Search an indexed repository.
     Search {
@@ -77,6 +98,10 @@ pub enum Command {
         /// Print hits as JSON.
         #[arg(long)]
         json: bool,
+        /// The indexed ref to search (`main`, a commit id, `worktree`); default: the ref
+        /// last indexed from the checkout.
+        #[arg(long = "ref", value_name = "REF")]
+        ref_name: Option<String>,
     },
     /// Show what an index reflects and whether it is stale.
     Status {
@@ -86,6 +111,11 @@ pub enum Command {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Git hooks that keep the index fresh on every commit, merge, checkout and rewrite.
+    Hook {
+        #[command(subcommand)]
+        action: crate::hooks::HookCommand,
     },
     /// Benchmarks (numbers go to docs/BENCHMARKS.md, never into tests).
     Bench {
@@ -149,19 +179,45 @@ fn run(cli: Cli) -> crate::Result<()> {
             json,
             verbose,
             no_embed,
+            ref_name,
+            worktree,
+            force,
+            coalesce,
         } => {
             if let Some(max) = max_file_bytes {
                 config.walk.max_file_bytes = max;
             }
             let engine = Engine::new(config)?;
             let progress = Bar::new(!json);
-            let report = engine.index(&path, &progress)?;
+            let options = IndexOptions {
+                ref_name,
+                worktree,
+                force,
+                embed_before_commit: if no_embed { 0 } else { EMBED_BEFORE_COMMIT },
+            };
+            let reports = if coalesce {
+                match engine.index_coalesced(&path, &options, COALESCE_DEBOUNCE, &progress)? {
+                    Some(reports) => reports,
+                    None => {
+                        if !json {
+                            println!("another codectx is indexing this repository; queued");
+                        }
+                        return Ok(());
+                    }
+                }
+            } else {
+                vec![engine.index_with(&path, &options, &progress)?]
+            };
             if !json {
-                print_index_report(&report, verbose);
+                for report in &reports {
+                    print_index_report(report, verbose);
+                }
             }
-            // The lexical index is committed and searchable; embedding follows and can be
-            // interrupted at any time (each batch is kept).
-            let embedded = if no_embed {
+            // The lexical index is committed and searchable; what was not embedded before
+            // the commit is embedded now, and can be interrupted at any time (each batch is
+            // kept).
+            let behind = engine.dense_coverage(&path).is_ok_and(|c| c < 1.0);
+            let embedded = if no_embed || !behind {
                 None
             } else {
                 match engine.embed(&path, &progress) {
@@ -172,8 +228,14 @@ fn run(cli: Cli) -> crate::Result<()> {
                     }
                 }
             };
+            let report = reports.last();
             if json {
-                print_json(&serde_json::json!({ "index": report, "embed": embedded }))
+                let coverage = engine.dense_coverage(&path).ok();
+                print_json(&serde_json::json!({
+                    "index": report,
+                    "embed": embedded,
+                    "dense_coverage": coverage,
+                }))
             } else {
                 if let Some(r) = embedded {
                     println!(
@@ -198,6 +260,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             path,
             mode,
             json,
+            ref_name,
         } => {
             let mode = SearchMode::parse(&mode).ok_or_else(|| {
                 Error::invalid(format!(
@@ -222,6 +285,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                 path_glob: path,
                 mode,
                 fusion: Default::default(),
+                ref_name,
             };
             let response = engine.search(&repo, &request)?;
             if json {
@@ -241,6 +305,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                 Ok(())
             }
         }
+        Command::Hook { action } => crate::hooks::run(action, &config),
         Command::Bench { which } => crate::bench::run(which, config),
     }
 }
@@ -269,14 +334,24 @@ fn print_index_report(r: &IndexReport, verbose: bool) {
         .map(|b| format!(" ({b})"))
         .unwrap_or_default();
     let dirty = if r.dirty {
-        " + uncommitted changes"
+        " (uncommitted changes not indexed; --worktree indexes them)"
     } else {
         ""
     };
+    let name = crate::index::manifest::short_ref(&r.ref_name);
+    let at = match &r.commit {
+        Some(c) => format!(" @ {}", short(&Some(c.clone()))),
+        None => String::new(),
+    };
+    println!("indexed {} {name}{at}{branch}{dirty}", r.repo_root);
+    let c = &r.changes;
+    let plan = serde_json::to_value(r.plan)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     println!(
-        "indexed {} @ {}{branch}{dirty}",
-        r.repo_root,
-        short(&r.head)
+        "  change         {plan}: {} added, {} modified, {} deleted, {} renamed; {} files chunked",
+        c.added, c.modified, c.deleted, c.renamed, r.files_chunked
     );
     println!("  files indexed  {}", r.files_indexed);
     let reasons: Vec<String> = r
@@ -293,7 +368,10 @@ fn print_index_report(r: &IndexReport, verbose: bool) {
             reasons.join(", ")
         );
     }
-    println!("  chunks         {}", r.chunks);
+    println!(
+        "  chunks         {} (+{} -{}; vectors +{} -{})",
+        r.chunks, r.chunks_added, r.chunks_removed, r.vectors_added, r.vectors_removed
+    );
     let mb = r.bytes as f64 / 1e6;
     println!(
         "  source         {mb:.2} MB in {:.2} s ({:.1} MB/s)",
@@ -355,8 +433,13 @@ fn print_search(r: &SearchResponse) {
     } else {
         ""
     };
+    let name = r
+        .ref_name
+        .as_deref()
+        .map(crate::index::manifest::short_ref)
+        .unwrap_or("(nothing indexed)");
     println!(
-        "{} hits in {} @ {}{dirty} ({:.1} ms)",
+        "{} hits in {} {name} @ {}{dirty} ({:.1} ms)",
         r.hits.len(),
         r.repo_root,
         short(&r.commit),
@@ -370,10 +453,11 @@ fn print_status(s: &RepoStatus) {
     match &s.indexed {
         Some(m) => {
             println!(
-                "indexed     {}{}",
-                short(&m.head),
+                "indexed     {} @ {}{}",
+                m.short_name(),
+                short(&m.commit),
                 if m.dirty {
-                    " + uncommitted changes"
+                    " (uncommitted changes were not indexed)"
                 } else {
                     ""
                 }
@@ -381,6 +465,17 @@ fn print_status(s: &RepoStatus) {
             println!("at          {} (unix seconds)", m.indexed_at);
         }
         None => println!("indexed     never committed"),
+    }
+    if s.refs.len() > 1 {
+        for r in &s.refs {
+            println!(
+                "ref         {} @ {}: {} files, {} chunks",
+                r.short_name(),
+                short(&r.commit),
+                r.files,
+                r.chunks
+            );
+        }
     }
     println!("files       {}", s.files);
     println!("chunks      {}", s.chunks);
@@ -391,7 +486,7 @@ fn print_status(s: &RepoStatus) {
     );
     println!("HEAD now    {}", short(&s.current_head));
     if s.stale {
-        println!("stale       yes: HEAD moved since indexing; run `codectx index`");
+        println!("stale       yes: HEAD is not the indexed commit; run `codectx index`");
     }
     if s.dirty_now {
         println!("dirty       yes: uncommitted changes are not in the index");

@@ -7,64 +7,30 @@ use crate::embed::cache::{CachedEmbedder, EmbeddingCache};
 use crate::embed::http::HttpEmbedder;
 use crate::embed::local::LocalEmbedder;
 use crate::error::{Error, Result};
-use crate::index::lexical::{CommitMeta, LexicalIndex, Opened, SCHEMA_VERSION, Snapshot};
-use crate::index::vectors::{EmbeddedVectorStore, VectorFilter, VectorPoint, VectorStore};
+use crate::index::lexical::{LexicalIndex, Opened, Snapshot};
+use crate::index::manifest::{RefState, WORKTREE_REF};
+use crate::index::vectors::{EmbeddedVectorStore, VectorFilter, VectorStore};
+use crate::ingest::plan::{plan_git, plan_worktree};
+use crate::ingest::{self, Current, Dense, Target, lock};
+pub use crate::ingest::{IndexOptions, IndexReport, NoProgress, Progress};
 use crate::model::Chunk;
 use crate::retrieve::{self, FileHit, SearchHit, SearchMode, SearchRequest};
-use crate::source::walk::{Candidate, WalkOutput, walk};
-use crate::source::{SkipReason, Skipped, classify, git};
-use crate::syntax::{self, Diagnostic};
-use rayon::prelude::*;
+use crate::source::git;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
-
-/// Chunked files waiting for the writer (bounds memory when chunking outruns indexing).
-const RESULTS_AHEAD: usize = 256;
-
-/// Chunks embedded and committed to the vector store together.
-const EMBED_BATCH: usize = 128;
-
-/// Receives progress of long operations; the CLI draws a bar with it.
-pub trait Progress: Sync {
-    fn start(&self, _phase: &str, _total: u64) {}
-    fn advance(&self, _n: u64) {}
-    fn finish(&self) {}
-}
-
-/// Progress that goes nowhere.
-pub struct NoProgress;
-impl Progress for NoProgress {}
-
-/// What one indexing run did.
-#[derive(Debug, Clone, Serialize)]
-pub struct IndexReport {
-    pub repo_root: String,
-    pub head: Option<String>,
-    pub branch: Option<String>,
-    pub dirty: bool,
-    pub files_indexed: u64,
-    pub files_skipped: u64,
-    pub skipped_by_reason: BTreeMap<String, u64>,
-    pub skipped: Vec<Skipped>,
-    pub diagnostics: Vec<Diagnostic>,
-    pub chunks: u64,
-    pub bytes: u64,
-    pub seconds: f64,
-    /// Set when an unusable old index was replaced.
-    pub rebuilt: Option<String>,
-}
+use std::time::{Duration, Instant};
 
 /// A search answer and what it reflects.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchResponse {
     pub repo_root: String,
-    /// The commit the answer reflects.
+    /// The ref the answer reads (`refs/heads/main`, `worktree`).
+    pub ref_name: Option<String>,
+    /// The commit the answer reflects (`None` for a worktree).
     pub commit: Option<String>,
-    pub branch: Option<String>,
-    /// The working tree had uncommitted changes when it was indexed.
+    /// The ref was checked out with uncommitted changes, which the answer does not reflect.
     pub indexed_dirty: bool,
     pub mode: SearchMode,
     /// Why the dense lane did not contribute (the answer is then lexical); `None` when it did
@@ -99,12 +65,16 @@ pub struct EmbedReport {
 pub struct RepoStatus {
     pub repo_root: String,
     pub index_dir: String,
-    pub indexed: Option<CommitMeta>,
+    /// The default ref (what searches naming none read).
+    pub indexed: Option<RefState>,
+    /// Every indexed ref.
+    pub refs: Vec<RefState>,
+    /// Files and chunks of the default ref.
     pub chunks: u64,
     pub files: u64,
     /// `HEAD` now.
     pub current_head: Option<String>,
-    /// The index reflects another commit than `HEAD` now.
+    /// The default ref reflects another commit than `HEAD` now.
     pub stale: bool,
     /// The working tree has uncommitted changes now.
     pub dirty_now: bool,
@@ -279,150 +249,158 @@ impl Engine {
         Ok((repo, rebuilt))
     }
 
-    /// Indexes the tree at `path` and commits it atomically: readers see the old index until
-    /// the commit, then the new one. One unreadable file never stops the run.
+    /// Indexes the tree at `path` (its checked-out ref in git, the files on disk otherwise)
+    /// and commits it atomically. See [`Engine::index_with`].
     pub fn index(&self, path: &Path, progress: &dyn Progress) -> Result<IndexReport> {
-        let started = Instant::now();
-        let (repo, rebuilt) = self.repo(path, true)?;
-        let _one_writer = repo.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let root = &repo.root;
-        let git_state = git::state(root);
-        let data_dir = self.config.data_dir.clone();
-        let WalkOutput { files, mut skipped } = walk(root, &self.config.walk, &[data_dir])?;
-        let mut diagnostics = Vec::new();
-        let mut files_indexed = 0u64;
-        let mut chunks_total = 0u64;
-        let mut bytes = 0u64;
+        self.index_with(path, &IndexOptions::default(), progress)
+    }
 
-        let mut writer = repo.lexical.writer(self.config.writer_memory_bytes)?;
-        writer.bulk_mode();
-        writer.delete_all()?;
-        progress.start("indexing", files.len() as u64);
-        // Chunking (a rayon pool) and indexing (tantivy's threads, fed from here) overlap:
-        // a producer thread chunks batches ahead while this thread hands chunks to the writer.
-        // Chunking (the rayon pool) and indexing (tantivy's threads, fed from here) overlap:
-        // files are chunked in parallel as they come, and handed to the writer in path order
-        // so that the index is the same whatever the scheduling.
-        std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, FileResult)>(RESULTS_AHEAD);
-            let files = &files;
-            scope.spawn(move || {
-                let _ = files
-                    .par_iter()
-                    .enumerate()
-                    .try_for_each_with(tx, |tx, (i, c)| {
-                        // An error means the writer side stopped listening: stop too.
-                        tx.send((i, self.process_file(c)))
-                    });
-            });
-            let mut pending = BTreeMap::new();
-            let mut next = 0;
-            for (i, result) in rx {
-                pending.insert(i, result);
-                while let Some(result) = pending.remove(&next) {
-                    next += 1;
-                    progress.advance(1);
-                    match result {
-                        FileResult::Chunked {
-                            chunks,
-                            diagnostics: d,
-                            bytes: b,
-                        } => {
-                            files_indexed += 1;
-                            bytes += b;
-                            chunks_total += chunks.len() as u64;
-                            diagnostics.extend(d);
-                            for chunk in &chunks {
-                                writer.add(chunk)?;
-                            }
-                        }
-                        FileResult::Skipped(s) => skipped.push(s),
-                    }
+    /// Brings one ref of the repository at `path` up to date with the least work: only
+    /// files changed since the indexed commit are read, only file versions never seen are
+    /// chunked and embedded. Readers see the old state until the commit, then the new one.
+    /// Waits while another process writes this repository's index.
+    pub fn index_with(
+        &self,
+        path: &Path,
+        options: &IndexOptions,
+        progress: &dyn Progress,
+    ) -> Result<IndexReport> {
+        let root = Self::canonical_root(path)?;
+        let _writer = lock::lock(&self.repo_dir(&root))?;
+        self.index_locked(&root, options, progress)
+    }
+
+    /// Like [`Engine::index_with`], but when another process is writing this repository's
+    /// index the request is queued for it and `None` returned at once: a burst of requests
+    /// (hooks firing on ten commits in a second) becomes one reindex to the newest state.
+    /// The writer waits `debounce` before it reads what is queued.
+    pub fn index_coalesced(
+        &self,
+        path: &Path,
+        options: &IndexOptions,
+        debounce: Duration,
+        progress: &dyn Progress,
+    ) -> Result<Option<Vec<IndexReport>>> {
+        let root = Self::canonical_root(path)?;
+        let dir = self.repo_dir(&root);
+        let request = lock::Request {
+            ref_name: options.ref_name.clone(),
+            worktree: options.worktree,
+        };
+        let mut reports = Vec::new();
+        loop {
+            lock::enqueue(&dir, &request)?;
+            let Some(held) = lock::try_lock(&dir)? else {
+                return Ok(if reports.is_empty() {
+                    None
+                } else {
+                    Some(reports)
+                });
+            };
+            std::thread::sleep(debounce);
+            loop {
+                let queued = lock::take(&dir)?;
+                if queued.is_empty() {
+                    break;
+                }
+                for r in queued {
+                    let opts = IndexOptions {
+                        ref_name: r.ref_name,
+                        worktree: r.worktree,
+                        ..options.clone()
+                    };
+                    reports.push(self.index_locked(&root, &opts, progress)?);
                 }
             }
-            Ok(())
-        })?;
-        let meta = CommitMeta {
-            schema_version: SCHEMA_VERSION,
-            repo_root: root.display().to_string(),
-            head: git_state.head.clone(),
-            branch: git_state.branch.clone(),
-            dirty: git_state.dirty,
-            indexed_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default(),
-            files: files_indexed,
-            chunks: chunks_total,
-            codectx_version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        writer.commit(&meta)?;
-        writer.finish()?;
-        repo.lexical.reload()?;
-        progress.finish();
-
-        skipped.sort_by(|a, b| a.path.cmp(&b.path));
-        let mut skipped_by_reason = BTreeMap::new();
-        for s in &skipped {
-            *skipped_by_reason
-                .entry(s.reason.name().to_string())
-                .or_insert(0) += 1;
-        }
-        Ok(IndexReport {
-            repo_root: root.display().to_string(),
-            head: git_state.head,
-            branch: git_state.branch,
-            dirty: git_state.dirty,
-            files_indexed,
-            files_skipped: skipped.len() as u64,
-            skipped_by_reason,
-            skipped,
-            diagnostics,
-            chunks: chunks_total,
-            bytes,
-            seconds: started.elapsed().as_secs_f64(),
-            rebuilt,
-        })
-    }
-
-    /// Reads, classifies and chunks one file. Never fails: problems become a skip.
-    fn process_file(&self, candidate: &Candidate) -> FileResult {
-        let skip = |reason: SkipReason, detail: String| {
-            FileResult::Skipped(Skipped {
-                path: candidate.rel_path.clone(),
-                reason,
-                detail,
-            })
-        };
-        let bytes = match std::fs::read(&candidate.abs_path) {
-            Ok(b) => b,
-            Err(e) => return skip(SkipReason::Unreadable, e.to_string()),
-        };
-        let text = match classify::decode(&bytes, &self.config.walk) {
-            Ok(t) => t,
-            Err((reason, detail)) => return skip(reason, detail),
-        };
-        let name = candidate
-            .rel_path
-            .rsplit('/')
-            .next()
-            .unwrap_or(&candidate.rel_path);
-        let language = classify::detect_language(name, &text);
-        let out = syntax::chunk_file(&candidate.rel_path, language, &text, &self.config.chunk);
-        FileResult::Chunked {
-            chunks: out.chunks,
-            diagnostics: out.diagnostics,
-            bytes: bytes.len() as u64,
+            drop(held);
+            // A request queued between the last take and the unlock found the lock held:
+            // go round and serve it (or leave it to whoever took the lock since).
+            if !lock::pending(&dir) {
+                return Ok(Some(reports));
+            }
         }
     }
 
-    /// A read snapshot of a repository's index.
+    fn index_locked(
+        &self,
+        root: &Path,
+        options: &IndexOptions,
+        progress: &dyn Progress,
+    ) -> Result<IndexReport> {
+        let (repo, rebuilt) = self.repo(root, true)?;
+        let _one_writer = repo.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let root = &repo.root;
+        let current = Current::load(&repo.lexical, root)?;
+        let git_state = git::state(root);
+        let use_git = !options.worktree && git::has_commits(root);
+        let plan = if use_git {
+            let resolved = git::resolve(root, options.ref_name.as_deref().unwrap_or("HEAD"))?;
+            let mut plan = plan_git(
+                root,
+                &resolved.name,
+                &resolved.commit,
+                current.old(&resolved.name),
+                &current.known,
+                &self.config.walk,
+                options.force,
+            )?;
+            let checked_out = git_state.head.as_deref() == Some(resolved.commit.as_str());
+            plan.dirty = checked_out && git_state.dirty;
+            plan
+        } else {
+            if let Some(name) = &options.ref_name {
+                return Err(Error::invalid(format!(
+                    "--ref {name}: {} is not a git repository with commits",
+                    root.display()
+                )));
+            }
+            plan_worktree(
+                root,
+                WORKTREE_REF,
+                current.old(WORKTREE_REF),
+                &self.config.walk,
+                std::slice::from_ref(&self.config.data_dir),
+            )?
+        };
+        // The model is only loaded when this run may use it.
+        let embedder = if options.embed_before_commit > 0 && !plan.work.is_empty() {
+            self.embedder().ok()
+        } else {
+            None
+        };
+        let cache = embedder.as_ref().and_then(|_| self.cache().ok());
+        let store = match (&embedder, &cache) {
+            (Some(e), Some(_)) => repo.vectors(Some((e.model_id(), e.dims())))?,
+            _ => repo.vectors(None)?,
+        };
+        let embed = match (&embedder, &cache) {
+            (Some(e), Some(c)) => Some((e.as_ref(), c.as_ref())),
+            _ => None,
+        };
+        let target = Target {
+            root,
+            lexical: &repo.lexical,
+            config: &self.config,
+            dense: store.as_deref().map(|store| Dense { store, embed }),
+        };
+        let mut report = ingest::run(&target, &current, plan, options, progress)?;
+        report.rebuilt = rebuilt;
+        report.branch = git_state.branch;
+        Ok(report)
+    }
+
+    /// A read snapshot of a repository's default ref.
     pub fn snapshot(&self, path: &Path) -> Result<Snapshot> {
-        let (repo, _) = self.repo(path, false)?;
-        repo.lexical.snapshot()
+        self.snapshot_of(path, None)
     }
 
-    /// Gives every chunk of the repository's current snapshot a vector: from the cache when
+    /// A read snapshot of one ref (`None`: the default ref).
+    pub fn snapshot_of(&self, path: &Path, ref_name: Option<&str>) -> Result<Snapshot> {
+        let (repo, _) = self.repo(path, false)?;
+        repo.lexical.snapshot(ref_name)
+    }
+
+    /// Gives every chunk of every ref of the repository a vector: from the cache when
     /// the text was ever embedded by this model, else from the model. Vectors of chunks that
     /// left the index are removed. Each batch is committed, so an interrupted pass keeps
     /// what it did and the next one resumes.
@@ -435,7 +413,7 @@ impl Engine {
         let store = repo
             .vectors(Some((embedder.model_id(), embedder.dims())))?
             .ok_or_else(|| Error::Internal("vector store not created".into()))?;
-        let chunks = repo.lexical.snapshot()?.all_chunks()?;
+        let chunks = repo.lexical.snapshot_all()?.all_chunks()?;
         let live: HashSet<&str> = chunks.iter().map(|c| c.id.as_str()).collect();
         let have = store.ids();
         let stale: Vec<String> = have
@@ -451,19 +429,8 @@ impl Engine {
             .collect();
         let cached = CachedEmbedder::new(embedder.as_ref(), &cache);
         progress.start("embedding", missing.len() as u64);
-        for batch in missing.chunks(EMBED_BATCH) {
-            let vectors = cached.embed_chunks(batch)?;
-            let points: Vec<VectorPoint> = batch
-                .iter()
-                .zip(vectors)
-                .map(|(c, vector)| VectorPoint {
-                    id: c.id.clone(),
-                    path: c.path.clone(),
-                    language: c.language,
-                    vector,
-                })
-                .collect();
-            store.upsert(&points)?;
+        for batch in missing.chunks(ingest::EMBED_BATCH) {
+            ingest::upsert_batch(&store, &cached, batch)?;
             progress.advance(batch.len() as u64);
         }
         progress.finish();
@@ -495,7 +462,7 @@ impl Engine {
         let started = Instant::now();
         req.validate()?;
         let (repo, _) = self.repo(path, false)?;
-        let snapshot = repo.lexical.snapshot()?;
+        let snapshot = repo.lexical.snapshot(req.ref_name.as_deref())?;
         let paths = match &req.path_glob {
             Some(glob) => Some(retrieve::resolve_glob(&snapshot, glob)?),
             None => None,
@@ -555,12 +522,12 @@ impl Engine {
         };
         let files = retrieve::rank_files(&hits, req.k);
         hits.truncate(req.k);
-        let meta = snapshot.meta();
+        let indexed = snapshot.ref_state();
         Ok(SearchResponse {
             repo_root: repo.root.display().to_string(),
-            commit: meta.and_then(|m| m.head.clone()),
-            branch: meta.and_then(|m| m.branch.clone()),
-            indexed_dirty: meta.is_some_and(|m| m.dirty),
+            ref_name: indexed.map(|r| r.name.clone()),
+            commit: indexed.and_then(|r| r.commit.clone()),
+            indexed_dirty: indexed.is_some_and(|r| r.dirty),
             mode: req.mode,
             degraded,
             dense_coverage,
@@ -626,8 +593,10 @@ impl Engine {
             language: req.language,
             paths,
         };
+        // Other refs' vectors share the store: ask for more when this ref is not all of it.
+        let shared = snapshot.state().is_some_and(|s| s.refs.len() > 1);
         let found = store
-            .search(&query, depth, &filter)
+            .search(&query, if shared { depth * 2 } else { depth }, &filter)
             .map_err(|e| e.to_string())?;
         let mut files: HashMap<String, Vec<Chunk>> = HashMap::new();
         let mut out = Vec::with_capacity(found.len());
@@ -641,29 +610,49 @@ impl Engine {
                 out.push((hit.score, chunk.clone()));
             }
         }
-        let chunks = snapshot.num_chunks();
+        // Vectors serve every ref, so coverage is measured over every chunk document.
+        let chunks = repo
+            .lexical
+            .snapshot_all()
+            .map_err(|e| e.to_string())?
+            .num_chunks();
         Ok((out, coverage(store.len() as u64, chunks)))
+    }
+
+    /// The share of the repository's chunk documents (every ref) that have a vector.
+    pub fn dense_coverage(&self, path: &Path) -> Result<f64> {
+        let (repo, _) = self.repo(path, false)?;
+        let chunks = repo.lexical.snapshot_all()?.num_chunks();
+        let vectors = repo.vectors(None)?.map(|v| v.len() as u64).unwrap_or(0);
+        Ok(coverage(vectors, chunks))
     }
 
     /// Where a repository's index stands against the tree now.
     pub fn status(&self, path: &Path) -> Result<RepoStatus> {
         let (repo, _) = self.repo(path, false)?;
-        let snapshot = repo.lexical.snapshot()?;
+        let snapshot = repo.lexical.snapshot(None)?;
+        let all = repo.lexical.snapshot_all()?.num_chunks();
         let now = git::state(&repo.root);
-        let indexed = snapshot.meta().cloned();
-        let stale = indexed.as_ref().is_some_and(|m| m.head != now.head);
+        let indexed = snapshot.ref_state().cloned();
+        let stale = indexed
+            .as_ref()
+            .is_some_and(|r| r.commit.is_some() && r.commit != now.head);
         let vectors = repo.vectors(None)?.map(|v| v.len() as u64).unwrap_or(0);
         Ok(RepoStatus {
             repo_root: repo.root.display().to_string(),
             index_dir: repo.lexical.dir().display().to_string(),
-            files: snapshot.paths()?.len() as u64,
+            files: indexed.as_ref().map_or(0, |r| r.files),
             chunks: snapshot.num_chunks(),
+            refs: snapshot
+                .state()
+                .map(|s| s.refs.values().cloned().collect())
+                .unwrap_or_default(),
             indexed,
             current_head: now.head,
             stale,
             dirty_now: now.dirty,
             vectors,
-            dense_coverage: coverage(vectors, snapshot.num_chunks()),
+            dense_coverage: coverage(vectors, all),
         })
     }
 }
@@ -674,13 +663,4 @@ fn coverage(vectors: u64, chunks: u64) -> f64 {
     } else {
         (vectors as f64 / chunks as f64).min(1.0)
     }
-}
-
-enum FileResult {
-    Chunked {
-        chunks: Vec<Chunk>,
-        diagnostics: Vec<Diagnostic>,
-        bytes: u64,
-    },
-    Skipped(Skipped),
 }

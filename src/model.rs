@@ -182,7 +182,8 @@ pub fn content_hash(bytes: &[u8]) -> ContentHash {
 /// A semantic unit of source code, the thing that is indexed and retrieved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
-    /// Stable id: derived from the path, the span start and the content hash.
+    /// Stable id: derived from the path, the file's content, the span start and the chunk's
+    /// content hash.
     pub id: String,
     /// Repository-relative path with `/` separators.
     pub path: String,
@@ -206,10 +207,15 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// The id of a chunk is a function of where it is and what it says.
-    pub fn make_id(path: &str, start_byte: usize, hash: &str) -> String {
+    /// The id of a chunk is a function of where it is and what it says, and of the file
+    /// version it belongs to: two versions of a file never share a chunk id, so a version's
+    /// vectors can be dropped with it (the embedding cache, keyed by text, still spares the
+    /// model an unchanged chunk).
+    pub fn make_id(path: &str, file_hash: &str, start_byte: usize, hash: &str) -> String {
         let mut h = blake3::Hasher::new();
         h.update(path.as_bytes());
+        h.update(&[0]);
+        h.update(file_hash.as_bytes());
         h.update(&[0]);
         h.update(start_byte.to_string().as_bytes());
         h.update(&[0]);

@@ -205,4 +205,10 @@ fn chunk_ids_are_stable_and_content_addressed() {
     assert_ne!(ids(&a), ids(&c), "the path is part of the id");
     let hashes = |o: &ChunkOutput| o.chunks.iter().map(|c| c.hash.clone()).collect::<Vec<_>>();
     assert_eq!(hashes(&a), hashes(&c), "the content hash is not");
+    // An edit after the first chunk leaves that chunk's text, not its id: ids belong to one
+    // version of the file.
+    let edited = format!("{text}\n// trailing edit\n");
+    let d = chunk_file("a.go", Language::Go, &edited, &ChunkConfig::default());
+    assert_eq!(a.chunks[0].hash, d.chunks[0].hash);
+    assert_ne!(a.chunks[0].id, d.chunks[0].id);
 }

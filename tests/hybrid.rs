@@ -133,10 +133,12 @@ fn deleted_files_leave_the_vector_store() {
     engine.index(repo.path(), &NoProgress).unwrap();
     engine.embed(repo.path(), &NoProgress).unwrap();
     std::fs::remove_file(repo.path().join("src/io.rs")).unwrap();
-    engine.index(repo.path(), &NoProgress).unwrap();
+    git(repo.path(), &["commit", "-q", "-am", "remove io.rs"]);
+    let report = engine.index(repo.path(), &NoProgress).unwrap();
+    assert!(report.vectors_removed >= 1, "{report:?}");
+    assert_eq!(report.vectors_removed, report.chunks_removed);
     let report = engine.embed(repo.path(), &NoProgress).unwrap();
-    assert!(report.removed >= 1, "{report:?}");
-    assert_eq!(report.embedded, 0, "nothing new to embed");
+    assert_eq!((report.removed, report.embedded), (0, 0), "{report:?}");
     let dense = symbols(&engine, repo.path(), SearchMode::Dense);
     assert!(!dense.contains(&"read_file".to_string()), "{dense:?}");
 }

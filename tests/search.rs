@@ -2,7 +2,7 @@
 
 use crate::support::{engine, fixture_repo, git, write};
 use codectx::config::Config;
-use codectx::engine::NoProgress;
+use codectx::engine::{IndexOptions, NoProgress};
 use codectx::model::Language;
 use codectx::retrieve::SearchRequest;
 use codectx::{Engine, ErrorKind};
@@ -137,7 +137,7 @@ fn answers_name_the_commit_and_survive_a_restart() {
         engine.index(repo.path(), &NoProgress).unwrap();
         let response = engine.search(repo.path(), &r).unwrap();
         assert_eq!(response.commit.as_deref(), Some(head.as_str()));
-        assert_eq!(response.branch.as_deref(), Some("main"));
+        assert_eq!(response.ref_name.as_deref(), Some("refs/heads/main"));
         assert!(!response.indexed_dirty);
         response
             .hits
@@ -204,14 +204,40 @@ fn reindex_reflects_edits_and_deletions() {
         "sample.go",
         "package cache\n\nfunc Replaced() {}\n",
     );
+    // Uncommitted: the git ref does not change, and answers say what they do not reflect.
     let report = engine.index(repo.path(), &NoProgress).unwrap();
     assert!(report.dirty, "uncommitted changes are reported");
+    assert_eq!(report.files_chunked, 0, "{report:?}");
+    let response = engine.search(repo.path(), &req("ring_write")).unwrap();
+    assert!(response.indexed_dirty);
+    assert!(response.hits.iter().any(|h| h.chunk.path == "sample.c"));
+
+    // The work tree itself can be indexed as its own ref, uncommitted edits included.
+    let worktree = IndexOptions {
+        worktree: true,
+        ..Default::default()
+    };
+    engine
+        .index_with(repo.path(), &worktree, &NoProgress)
+        .unwrap();
+    let mut r = req("Replaced");
+    r.ref_name = Some("worktree".into());
+    let response = engine.search(repo.path(), &r).unwrap();
+    assert_eq!(response.hits[0].chunk.path, "sample.go");
+    assert_eq!(response.commit, None);
+
+    // Committed: the default ref follows.
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "edit"]);
+    let report = engine.index(repo.path(), &NoProgress).unwrap();
+    assert!(!report.dirty);
+    assert_eq!((report.changes.modified, report.changes.deleted), (1, 1));
     let hits = engine.search(repo.path(), &req("ring_write")).unwrap().hits;
     assert!(hits.iter().all(|h| h.chunk.path != "sample.c"), "{hits:?}");
     let hits = engine.search(repo.path(), &req("evicting")).unwrap().hits;
     assert!(hits.is_empty(), "{hits:?}");
     let response = engine.search(repo.path(), &req("Replaced")).unwrap();
-    assert!(response.indexed_dirty);
+    assert!(!response.indexed_dirty);
     assert_eq!(response.hits[0].chunk.path, "sample.go");
 }
 

@@ -1,28 +1,38 @@
-//! The lexical index: one tantivy index per repository, BM25 over content, symbols and paths,
-//! with the commit metadata stored atomically inside every tantivy commit.
+//! The lexical index: one tantivy index per repository, BM25 over content, symbols and paths.
+//! Chunk documents carry their file version, so the refs of a repository share the documents
+//! of the files they have in common; each ref's manifest and the index state are documents
+//! too, committed atomically with the chunks they describe.
 
+use super::manifest::{FileVersion, IndexState, Manifest, RefState};
 use super::tokenizer::{CODE_TOKENIZER, CodeTokenizer, tokenize};
 use crate::error::{Error, Result};
 use crate::model::{Chunk, ChunkKind, Language, Span};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use tantivy::collector::TopDocs;
+use std::sync::{Arc, Mutex};
+use tantivy::collector::{DocSetCollector, FilterCollector, TopDocs};
 use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
-    Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
 };
 use tantivy::{
     Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term, doc,
 };
 
 /// Bumped whenever the schema or the meaning of a stored field changes; a mismatch rebuilds.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// The id of the one document per index that holds the commit metadata.
-const META_DOC_ID: &str = "__codectx_meta__";
+/// The marker of the one document per index that holds the [`IndexState`].
+const STATE_DOC_ID: &str = "__codectx_state__";
+
+/// The marker of a ref's manifest document: this prefix and the ref's name.
+const MANIFEST_DOC_PREFIX: &str = "__codectx_manifest__:";
+
+/// The fast field that holds a chunk document's [`FileVersion`].
+const FV_FIELD: &str = "fv";
 
 /// Field boosts for BM25: a hit in a symbol name outranks one in the body.
 const BOOSTS: &[(FieldName, f32)] = &[
@@ -40,24 +50,6 @@ enum FieldName {
     Symbols,
     Path,
     Scope,
-}
-
-/// What every commit records: which tree, which commit, which schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommitMeta {
-    pub schema_version: u32,
-    /// Canonical path of the repository root.
-    pub repo_root: String,
-    /// The git commit the index reflects (`None` outside git).
-    pub head: Option<String>,
-    pub branch: Option<String>,
-    /// The working tree had uncommitted changes to tracked files when indexed.
-    pub dirty: bool,
-    /// Seconds since the Unix epoch.
-    pub indexed_at: u64,
-    pub files: u64,
-    pub chunks: u64,
-    pub codectx_version: String,
 }
 
 #[derive(Clone, Copy)]
@@ -78,8 +70,11 @@ struct Fields {
     start_byte: Field,
     end_byte: Field,
     hash: Field,
+    /// The chunk's file version: indexed (to delete a version) and fast (to filter by ref).
+    fv: Field,
+    /// The JSON of the state and manifest documents.
     meta: Field,
-    /// Indexed only on the metadata document, to find it.
+    /// Indexed only on the state and manifest documents, to find them.
     meta_marker: Field,
 }
 
@@ -122,6 +117,7 @@ fn build_schema() -> (Schema, Fields) {
         start_byte: s.add_u64_field("start_byte", STORED),
         end_byte: s.add_u64_field("end_byte", STORED),
         hash: s.add_text_field("hash", STORED),
+        fv: s.add_u64_field(FV_FIELD, INDEXED | FAST),
         meta: s.add_text_field("meta", STORED),
         meta_marker: s.add_text_field("meta_marker", STRING),
     };
@@ -145,6 +141,16 @@ pub struct LexicalIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
+    /// The state of the searcher generation last read, so a search reads it once per commit.
+    state: Mutex<Option<(u64, Option<Arc<IndexState>>)>>,
+    /// Manifests by hash, with the set of their file versions that have chunks.
+    manifests: Mutex<HashMap<String, Arc<LoadedManifest>>>,
+}
+
+/// A manifest as readers use it.
+pub struct LoadedManifest {
+    pub manifest: Manifest,
+    versions: HashSet<FileVersion>,
 }
 
 impl LexicalIndex {
@@ -194,12 +200,14 @@ impl LexicalIndex {
         }
         let metas = index.load_metas().map_err(|e| format!("unreadable: {e}"))?;
         if let Some(payload) = metas.payload.as_deref() {
-            let meta: CommitMeta = serde_json::from_str(payload)
+            // Read only the version, so that any older payload format is recognised as old.
+            let value: serde_json::Value = serde_json::from_str(payload)
                 .map_err(|e| format!("unreadable commit payload: {e}"))?;
-            if meta.schema_version != SCHEMA_VERSION {
+            let version = value.get("schema_version").and_then(|v| v.as_u64());
+            if version != Some(u64::from(SCHEMA_VERSION)) {
                 return Err(format!(
                     "it has schema version {}, this codectx uses {SCHEMA_VERSION}",
-                    meta.schema_version
+                    version.map_or("unknown".to_string(), |v| v.to_string())
                 ));
             }
         }
@@ -218,6 +226,8 @@ impl LexicalIndex {
             index,
             reader,
             fields,
+            state: Mutex::new(None),
+            manifests: Mutex::new(HashMap::new()),
         })
     }
 
@@ -239,21 +249,117 @@ impl LexicalIndex {
         Ok(self.reader.reload()?)
     }
 
-    /// A consistent read view: one tantivy commit, with the metadata of that same commit.
-    pub fn snapshot(&self) -> Result<Snapshot> {
+    /// A consistent read view of one ref (`None`: the default ref) at one tantivy commit,
+    /// with the state and manifest of that same commit. An index never committed gives an
+    /// empty snapshot; a ref not indexed is `NotFound`.
+    pub fn snapshot(&self, ref_name: Option<&str>) -> Result<Snapshot> {
+        let mut snapshot = self.snapshot_all()?;
+        let Some(state) = snapshot.state.clone() else {
+            return match ref_name {
+                Some(name) => Err(not_indexed(name, None)),
+                None => Ok(snapshot),
+            };
+        };
+        let found = match ref_name {
+            Some(name) => state.find(name),
+            None => state.default(),
+        };
+        let Some(ref_state) = found else {
+            return match ref_name {
+                Some(name) => Err(not_indexed(name, Some(&state))),
+                None => Ok(snapshot),
+            };
+        };
+        let manifest = self.manifest(&snapshot.searcher, ref_state)?;
+        // A ref that holds every chunk document needs no filter.
+        let filtered = snapshot.num_chunks() > ref_state.chunks;
+        snapshot.view = Some(RefView {
+            state: ref_state.clone(),
+            manifest,
+            filtered,
+        });
+        Ok(snapshot)
+    }
+
+    /// A read view of every chunk document, whichever refs hold it.
+    pub fn snapshot_all(&self) -> Result<Snapshot> {
         let searcher = self.reader.searcher();
-        let meta = read_meta(&searcher, &self.fields)?;
+        let generation = searcher.generation().generation_id();
+        let cached = {
+            let slot = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            slot.as_ref()
+                .filter(|(g, _)| *g == generation)
+                .map(|(_, s)| s.clone())
+        };
+        let state = match cached {
+            Some(state) => state,
+            None => {
+                let state = read_state(&searcher, &self.fields)?.map(Arc::new);
+                *self.state.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((generation, state.clone()));
+                state
+            }
+        };
         Ok(Snapshot {
             searcher,
             fields: self.fields,
-            meta,
+            state,
+            view: None,
         })
+    }
+
+    fn manifest(&self, searcher: &Searcher, ref_state: &RefState) -> Result<Arc<LoadedManifest>> {
+        let key = &ref_state.manifest_hash;
+        if let Some(found) = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            return Ok(Arc::clone(found));
+        }
+        let marker = format!("{MANIFEST_DOC_PREFIX}{}", ref_state.name);
+        let json = read_meta_doc(searcher, &self.fields, &marker)?.ok_or_else(|| {
+            Error::Corrupt(format!("the manifest of {} is missing", ref_state.name))
+        })?;
+        let manifest: Manifest = serde_json::from_str(&json).map_err(|e| {
+            Error::Corrupt(format!(
+                "the manifest of {} cannot be read: {e}",
+                ref_state.name
+            ))
+        })?;
+        let versions = manifest
+            .iter()
+            .filter(|(_, e)| e.chunks > 0)
+            .map(|(path, e)| e.version(path))
+            .collect();
+        let loaded = Arc::new(LoadedManifest { manifest, versions });
+        let mut cache = self.manifests.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        cache.insert(key.clone(), Arc::clone(&loaded));
+        Ok(loaded)
     }
 }
 
-fn read_meta(searcher: &Searcher, fields: &Fields) -> Result<Option<CommitMeta>> {
+fn not_indexed(name: &str, state: Option<&IndexState>) -> Error {
+    let known: Vec<&str> = state
+        .map(|s| s.refs.values().map(|r| r.short_name()).collect())
+        .unwrap_or_default();
+    Error::NotFound(format!(
+        "ref {name:?} is not indexed (indexed: {}); run `codectx index --ref {name}`",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    ))
+}
+
+fn read_meta_doc(searcher: &Searcher, fields: &Fields, marker: &str) -> Result<Option<String>> {
     let query = TermQuery::new(
-        Term::from_field_text(fields.meta_marker, META_DOC_ID),
+        Term::from_field_text(fields.meta_marker, marker),
         IndexRecordOption::Basic,
     );
     let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
@@ -264,10 +370,17 @@ fn read_meta(searcher: &Searcher, fields: &Fields) -> Result<Option<CommitMeta>>
     let json = doc
         .get_first(fields.meta)
         .and_then(|v| v.as_str())
-        .ok_or_else(|| Error::Corrupt("the commit metadata document has no payload".into()))?;
-    serde_json::from_str(json)
+        .ok_or_else(|| Error::Corrupt(format!("the document {marker:?} has no payload")))?;
+    Ok(Some(json.to_string()))
+}
+
+fn read_state(searcher: &Searcher, fields: &Fields) -> Result<Option<IndexState>> {
+    let Some(json) = read_meta_doc(searcher, fields, STATE_DOC_ID)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&json)
         .map(Some)
-        .map_err(|e| Error::Corrupt(format!("the commit metadata cannot be read: {e}")))
+        .map_err(|e| Error::Corrupt(format!("the index state cannot be read: {e}")))
 }
 
 /// The single writer: stage deletions and additions, then commit them atomically.
@@ -288,15 +401,17 @@ impl LexicalWriter {
         Ok(())
     }
 
-    /// Stages the removal of every chunk of `path`.
-    pub fn delete_path(&mut self, path: &str) {
+    /// Stages the removal of every chunk document of one file version.
+    pub fn delete_version(&mut self, version: FileVersion) {
         self.writer
-            .delete_term(Term::from_field_text(self.fields.path_exact, path));
+            .delete_term(Term::from_field_u64(self.fields.fv, version));
     }
 
-    pub fn add(&mut self, chunk: &Chunk) -> Result<()> {
+    /// Stages a chunk of file version `version`.
+    pub fn add(&mut self, chunk: &Chunk, version: FileVersion) -> Result<()> {
         let f = &self.fields;
         self.writer.add_document(doc!(
+            f.fv => version,
             f.id => chunk.id.as_str(),
             f.path => chunk.path.as_str(),
             f.path_exact => chunk.path.as_str(),
@@ -317,16 +432,35 @@ impl LexicalWriter {
         Ok(())
     }
 
-    /// Commits everything staged, with `meta` in the tantivy payload and in the meta document,
-    /// so that a reader sees the chunks and the commit they reflect together or not at all.
-    pub fn commit(&mut self, meta: &CommitMeta) -> Result<()> {
-        let json = serde_json::to_string(meta)
-            .map_err(|e| Error::Internal(format!("serialising commit metadata: {e}")))?;
+    /// Stages a ref's manifest (its serialised JSON), replacing the one it had.
+    pub fn put_manifest(&mut self, ref_name: &str, json: &str) -> Result<()> {
+        let marker = format!("{MANIFEST_DOC_PREFIX}{ref_name}");
+        self.put_meta_doc(&marker, json)
+    }
+
+    /// Stages the removal of a ref's manifest.
+    pub fn remove_manifest(&mut self, ref_name: &str) {
+        let marker = format!("{MANIFEST_DOC_PREFIX}{ref_name}");
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.meta_marker, &marker));
+    }
+
+    fn put_meta_doc(&mut self, marker: &str, json: &str) -> Result<()> {
         let f = &self.fields;
         self.writer
-            .delete_term(Term::from_field_text(f.meta_marker, META_DOC_ID));
+            .delete_term(Term::from_field_text(f.meta_marker, marker));
         self.writer
-            .add_document(doc!(f.meta_marker => META_DOC_ID, f.meta => json.as_str()))?;
+            .add_document(doc!(f.meta_marker => marker, f.meta => json))?;
+        Ok(())
+    }
+
+    /// Commits everything staged, with `state` in the tantivy payload and in the state
+    /// document, so that a reader sees the chunks, the manifests and the commits they reflect
+    /// together or not at all.
+    pub fn commit(&mut self, state: &IndexState) -> Result<()> {
+        let json = serde_json::to_string(state)
+            .map_err(|e| Error::Internal(format!("serialising the index state: {e}")))?;
+        self.put_meta_doc(STATE_DOC_ID, &json)?;
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&json);
         prepared.commit()?;
@@ -356,27 +490,66 @@ pub struct LexicalQuery {
     pub paths: Option<BTreeSet<String>>,
 }
 
-/// A read view of the index at one commit.
+/// The ref a snapshot reads.
+struct RefView {
+    state: RefState,
+    manifest: Arc<LoadedManifest>,
+    /// Other refs' documents are in the index too, so results are filtered to this ref's.
+    filtered: bool,
+}
+
+/// A read view of the index at one commit: one ref's files, or every document.
 pub struct Snapshot {
     searcher: Searcher,
     fields: Fields,
-    meta: Option<CommitMeta>,
+    state: Option<Arc<IndexState>>,
+    view: Option<RefView>,
 }
 
 impl Snapshot {
-    /// The commit this snapshot reflects; `None` for an index never committed.
-    pub fn meta(&self) -> Option<&CommitMeta> {
-        self.meta.as_ref()
+    /// What the index held at this commit; `None` for an index never committed.
+    pub fn state(&self) -> Option<&IndexState> {
+        self.state.as_deref()
     }
 
-    /// Number of chunks (the metadata document excluded).
+    /// The ref this snapshot reads; `None` for a view of every document or an empty index.
+    pub fn ref_state(&self) -> Option<&RefState> {
+        self.view.as_ref().map(|v| &v.state)
+    }
+
+    /// The ref's files; `None` for a view of every document.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.view.as_ref().map(|v| &v.manifest.manifest)
+    }
+
+    /// Number of chunks of the ref (of every ref for a view of every document).
     pub fn num_chunks(&self) -> u64 {
-        let docs = self.searcher.num_docs();
-        docs.saturating_sub(u64::from(self.meta.is_some()))
+        if let Some(view) = &self.view {
+            return view.state.chunks;
+        }
+        let meta_docs = self.state.as_ref().map_or(0, |s| 1 + s.refs.len() as u64);
+        self.searcher.num_docs().saturating_sub(meta_docs)
     }
 
-    /// Every indexed path, sorted.
+    /// The file-version filter of a ref that shares the index with others.
+    fn filter(&self) -> Option<Arc<LoadedManifest>> {
+        self.view
+            .as_ref()
+            .filter(|v| v.filtered)
+            .map(|v| Arc::clone(&v.manifest))
+    }
+
+    /// Every indexed path (with at least one chunk), sorted.
     pub fn paths(&self) -> Result<BTreeSet<String>> {
+        if let Some(view) = &self.view {
+            return Ok(view
+                .manifest
+                .manifest
+                .iter()
+                .filter(|(_, e)| e.chunks > 0)
+                .map(|(p, _)| p.clone())
+                .collect());
+        }
         let mut out = BTreeSet::new();
         for segment in self.searcher.segment_readers() {
             let inverted = segment.inverted_index(self.fields.path_exact)?;
@@ -423,17 +596,27 @@ impl Snapshot {
         Ok(false)
     }
 
+    /// Runs `query` collecting every matching document address, restricted to the ref.
+    fn matching(&self, query: &dyn Query) -> Result<Vec<tantivy::DocAddress>> {
+        let found = match self.filter() {
+            Some(m) => self.searcher.search(
+                query,
+                &FilterCollector::new(
+                    FV_FIELD.to_string(),
+                    move |v: u64| m.versions.contains(&v),
+                    DocSetCollector,
+                ),
+            )?,
+            None => self.searcher.search(query, &DocSetCollector)?,
+        };
+        let mut addresses: Vec<_> = found.into_iter().collect();
+        addresses.sort();
+        Ok(addresses)
+    }
+
     /// Every chunk in the snapshot, in index order.
     pub fn all_chunks(&self) -> Result<Vec<Chunk>> {
-        let mut addresses: Vec<_> = self
-            .searcher
-            .search(
-                &tantivy::query::AllQuery,
-                &tantivy::collector::DocSetCollector,
-            )?
-            .into_iter()
-            .collect();
-        addresses.sort();
+        let addresses = self.matching(&tantivy::query::AllQuery)?;
         let mut out = Vec::with_capacity(addresses.len());
         for address in addresses {
             let doc: TantivyDocument = self.searcher.doc(address)?;
@@ -445,19 +628,48 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// The chunks of one file, in file order.
+    /// The chunks of one file, in file order (of every version of it in a view of every
+    /// document).
     pub fn chunks_of(&self, path: &str) -> Result<Vec<Chunk>> {
-        let term = Term::from_field_text(self.fields.path_exact, path);
-        let query = TermQuery::new(term, IndexRecordOption::Basic);
-        let top = self
-            .searcher
-            .search(&query, &TopDocs::with_limit(100_000).order_by_score())?;
-        let mut out = Vec::with_capacity(top.len());
-        for (_, address) in top {
+        let path_term = Term::from_field_text(self.fields.path_exact, path);
+        let path_query = TermQuery::new(path_term, IndexRecordOption::Basic);
+        let addresses = match &self.view {
+            Some(view) => {
+                let Some(entry) = view.manifest.manifest.get(path) else {
+                    return Ok(Vec::new());
+                };
+                let version = Term::from_field_u64(self.fields.fv, entry.version(path));
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(path_query) as Box<dyn Query>),
+                    (
+                        Occur::Must,
+                        Box::new(TermQuery::new(version, IndexRecordOption::Basic)),
+                    ),
+                ]);
+                self.searcher.search(&query, &DocSetCollector)?
+            }
+            None => self.searcher.search(&path_query, &DocSetCollector)?,
+        };
+        let mut out = Vec::with_capacity(addresses.len());
+        for address in addresses {
             let doc: TantivyDocument = self.searcher.doc(address)?;
             out.push(self.to_chunk(&doc)?);
         }
-        out.sort_by_key(|c| c.span.start_byte);
+        out.sort_by(|a, b| (a.span.start_byte, &a.id).cmp(&(b.span.start_byte, &b.id)));
+        Ok(out)
+    }
+
+    /// The chunk ids of one file version (what leaves the vector store with it).
+    pub fn chunk_ids_of_version(&self, version: FileVersion) -> Result<Vec<String>> {
+        let term = Term::from_field_u64(self.fields.fv, version);
+        let query = TermQuery::new(term, IndexRecordOption::Basic);
+        let mut out = Vec::new();
+        for address in self.searcher.search(&query, &DocSetCollector)? {
+            let doc: TantivyDocument = self.searcher.doc(address)?;
+            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
+                out.push(id.to_string());
+            }
+        }
         Ok(out)
     }
 
@@ -506,9 +718,18 @@ impl Snapshot {
         }
         let query = BooleanQuery::new(must);
         let limit = q.limit.max(1);
-        let top = self
-            .searcher
-            .search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let top_docs = TopDocs::with_limit(limit).order_by_score();
+        let top = match self.filter() {
+            Some(m) => self.searcher.search(
+                &query,
+                &FilterCollector::new(
+                    FV_FIELD.to_string(),
+                    move |v: u64| m.versions.contains(&v),
+                    top_docs,
+                ),
+            )?,
+            None => self.searcher.search(&query, &top_docs)?,
+        };
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = self.searcher.doc(address)?;

@@ -1,5 +1,7 @@
-//! Storage of chunks: the lexical (tantivy) index and its code tokenizer.
+//! Storage of chunks: the lexical (tantivy) index, its code tokenizer, the per-ref manifests
+//! and the vector stores.
 
 pub mod lexical;
+pub mod manifest;
 pub mod tokenizer;
 pub mod vectors;

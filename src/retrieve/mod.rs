@@ -61,6 +61,8 @@ pub struct SearchRequest {
     pub path_glob: Option<String>,
     pub mode: SearchMode,
     pub fusion: Fusion,
+    /// The ref to read (`main`, `refs/heads/main`, a commit id); `None`: the default ref.
+    pub ref_name: Option<String>,
 }
 
 impl SearchRequest {
@@ -72,6 +74,7 @@ impl SearchRequest {
             path_glob: None,
             mode: SearchMode::Lexical,
             fusion: Fusion::default(),
+            ref_name: None,
         }
     }
 

@@ -1,5 +1,12 @@
-//! Reads git state through the `git` command line: the commit a tree reflects, and dirtiness.
+//! Reads git through the `git` command line: refs and commits, trees and their diffs, blob
+//! contents (one `git cat-file --batch` per run), and the state of the working tree.
+//!
+//! Why the CLI and not a library: it is on every machine that has a repository, it reads
+//! every repository format git itself reads (packs, alternates, partial clones), and the
+//! handful of plumbing commands used here are stable interfaces.
 
+use crate::error::{Error, Result};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -14,11 +21,19 @@ pub struct GitState {
     pub dirty: bool,
 }
 
+fn command(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(root).args(args);
+    // Hooks and the environment of a calling git (GIT_DIR, GIT_INDEX_FILE) must not
+    // redirect our reads to another repository.
+    for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 fn git(root: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(args)
+    let out = command(root, args)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -29,6 +44,23 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Runs git and returns its raw stdout; a failure names the command and quotes git's error.
+fn git_checked(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
+    let out = command(root, args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::Unavailable(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::FailedPrecondition(format!(
+            "`git {}` failed in {}: {}",
+            args.join(" "),
+            root.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
 /// Reads `HEAD`, the branch and dirtiness; every failure reads as "not git".
 pub fn state(root: &Path) -> GitState {
     let head = git(root, &["rev-parse", "--verify", "--quiet", "HEAD"]).filter(|s| !s.is_empty());
@@ -37,11 +69,242 @@ pub fn state(root: &Path) -> GitState {
     }
     let branch =
         git(root, &["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|s| !s.is_empty());
-    let dirty = git(root, &["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
+    let bare = git(root, &["rev-parse", "--is-bare-repository"]).is_some_and(|s| s == "true");
+    let dirty = !bare
+        && git(root, &["status", "--porcelain", "--untracked-files=no"])
+            .is_some_and(|s| !s.is_empty());
     GitState {
         head,
         branch,
         dirty,
     }
+}
+
+/// Is `root` inside a git repository (work tree or bare) with at least one commit?
+pub fn has_commits(root: &Path) -> bool {
+    git(root, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).is_some_and(|s| !s.is_empty())
+}
+
+/// A ref resolved to the commit it names now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedRef {
+    /// The full name (`refs/heads/main`), or `HEAD` when detached, or the name as given when
+    /// it is a commit id.
+    pub name: String,
+    pub commit: String,
+}
+
+/// Resolves a branch, tag, `HEAD` or commit id: `main` -> `refs/heads/main` at its commit.
+pub fn resolve(root: &Path, name: &str) -> Result<ResolvedRef> {
+    if name.is_empty() || name.starts_with('-') || name.contains(char::is_whitespace) {
+        return Err(Error::invalid(format!("{name:?} is not a git ref")));
+    }
+    let spec = format!("{name}^{{commit}}");
+    let commit = git(root, &["rev-parse", "--verify", "--quiet", &spec])
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "{name:?} does not name a commit in {}",
+                root.display()
+            ))
+        })?;
+    let full = git(root, &["rev-parse", "--symbolic-full-name", name])
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| name.to_string());
+    Ok(ResolvedRef { name: full, commit })
+}
+
+/// Does this commit exist in the repository (it may not after a rebase and a gc)?
+pub fn commit_exists(root: &Path, commit: &str) -> bool {
+    let spec = format!("{commit}^{{commit}}");
+    git(root, &["cat-file", "-e", &spec]).is_some()
+}
+
+/// The content of `path` at `commit`; `None` when it is not there.
+pub fn show_file(root: &Path, commit: &str, path: &str) -> Option<Vec<u8>> {
+    let spec = format!("{commit}:{path}");
+    let out = command(root, &["cat-file", "blob", &spec])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+/// The kind of tree entry codectx can index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file (mode 100644 or 100755).
+    File,
+    /// A symbolic link (mode 120000): its "content" is the target path, never followed.
+    Symlink,
+    /// A submodule (mode 160000): a commit of another repository.
+    Submodule,
+}
+
+impl EntryKind {
+    fn from_mode(mode: &str) -> Option<EntryKind> {
+        match mode {
+            "100644" | "100755" | "100664" => Some(EntryKind::File),
+            "120000" => Some(EntryKind::Symlink),
+            "160000" => Some(EntryKind::Submodule),
+            _ => None,
+        }
+    }
+}
+
+/// One file of a commit's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub path: String,
+    pub blob: String,
+    pub kind: EntryKind,
+}
+
+/// Every file of `commit`'s tree, in path order (`git ls-tree -r`).
+pub fn ls_tree(root: &Path, commit: &str) -> Result<Vec<TreeEntry>> {
+    let out = git_checked(root, &["ls-tree", "-r", "-z", "--full-tree", commit])?;
+    let mut entries = Vec::new();
+    for record in out.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+        // "<mode> SP <type> SP <object> TAB <path>"
+        let record = String::from_utf8_lossy(record);
+        let Some((head, path)) = record.split_once('\t') else {
+            continue;
+        };
+        let mut parts = head.split(' ');
+        let (Some(mode), Some(_), Some(object)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if let Some(kind) = EntryKind::from_mode(mode) {
+            entries.push(TreeEntry {
+                path: path.to_string(),
+                blob: object.to_string(),
+                kind,
+            });
+        }
+    }
+    Ok(entries)
+}
+
+/// One path changed between two commits; `entry` is `None` when the path was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeChange {
+    pub path: String,
+    pub entry: Option<TreeEntry>,
+}
+
+/// The paths that differ between two commits (`git diff-tree -r`, renames as delete + add):
+/// the work is in proportion to the change, not to the tree.
+pub fn diff_tree(root: &Path, old: &str, new: &str) -> Result<Vec<TreeChange>> {
+    let out = git_checked(
+        root,
+        &["diff-tree", "-r", "-z", "--no-renames", "--raw", old, new],
+    )?;
+    let mut changes = Vec::new();
+    let mut records = out.split(|&b| b == 0);
+    // ":<old mode> <new mode> <old object> <new object> <status>" NUL "<path>" NUL
+    while let Some(head) = records.next() {
+        if head.is_empty() {
+            continue;
+        }
+        let Some(path) = records.next() else { break };
+        let head = String::from_utf8_lossy(head);
+        let fields: Vec<&str> = head.trim_start_matches(':').split(' ').collect();
+        let [_, new_mode, _, new_object, ..] = fields[..] else {
+            continue;
+        };
+        let path = String::from_utf8_lossy(path).into_owned();
+        let entry = EntryKind::from_mode(new_mode).map(|kind| TreeEntry {
+            path: path.clone(),
+            blob: new_object.to_string(),
+            kind,
+        });
+        changes.push(TreeChange { path, entry });
+    }
+    Ok(changes)
+}
+
+/// Reads the content of blobs through one `git cat-file --batch` process.
+pub struct BlobReader {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl BlobReader {
+    pub fn start(root: &Path) -> Result<BlobReader> {
+        let mut child = command(root, &["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Unavailable(format!("cannot run git cat-file: {e}")))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::with_capacity(1 << 16, child.stdout.take().expect("piped stdout"));
+        Ok(BlobReader {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// The content of one blob; `Ok(None)` when the object is missing.
+    pub fn read(&mut self, blob: &str) -> Result<Option<Vec<u8>>> {
+        let broken = |e: std::io::Error| Error::Unavailable(format!("git cat-file: {e}"));
+        writeln!(self.stdin, "{blob}").map_err(broken)?;
+        self.stdin.flush().map_err(broken)?;
+        let mut header = String::new();
+        self.stdout.read_line(&mut header).map_err(broken)?;
+        // "<object> <type> <size>\n" or "<object> missing\n"
+        let fields: Vec<&str> = header.split_whitespace().collect();
+        match fields[..] {
+            [_, "missing"] => Ok(None),
+            [_, _, size] => {
+                let size: usize = size
+                    .parse()
+                    .map_err(|_| Error::Internal(format!("git cat-file: bad header {header:?}")))?;
+                let mut content = vec![0; size];
+                self.stdout.read_exact(&mut content).map_err(broken)?;
+                let mut newline = [0u8; 1];
+                self.stdout.read_exact(&mut newline).map_err(broken)?;
+                Ok(Some(content))
+            }
+            _ => Err(Error::Internal(format!(
+                "git cat-file: unexpected header {header:?}"
+            ))),
+        }
+    }
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The directory git runs hooks from (`core.hooksPath` when set), absolute.
+pub fn hooks_dir(root: &Path) -> Result<std::path::PathBuf> {
+    let out = git_checked(root, &["rev-parse", "--git-path", "hooks"])?;
+    let rel = String::from_utf8_lossy(&out).trim().to_string();
+    let path = std::path::PathBuf::from(&rel);
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        root.join(path)
+    })
+}
+
+/// Is `root` a bare repository?
+pub fn is_bare(root: &Path) -> bool {
+    git(root, &["rev-parse", "--is-bare-repository"]).is_some_and(|s| s == "true")
+}
+
+/// The repository's top directory: the work tree root, or the git dir of a bare repository.
+pub fn toplevel(root: &Path) -> Option<std::path::PathBuf> {
+    if is_bare(root) {
+        let dir = git(root, &["rev-parse", "--absolute-git-dir"])?;
+        return Some(dir.into());
+    }
+    git(root, &["rev-parse", "--show-toplevel"]).map(Into::into)
 }

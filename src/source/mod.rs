@@ -4,11 +4,11 @@ pub mod classify;
 pub mod git;
 pub mod walk;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Why a file was not indexed. Every skip is counted and reported, never silent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SkipReason {
     /// Contains NUL bytes: not text.
@@ -57,7 +57,7 @@ impl fmt::Display for SkipReason {
 }
 
 /// One file left out of the index, with the reason and a human detail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     /// Repository-relative path (or the path as the walker reported it).
     pub path: String,

@@ -98,6 +98,8 @@ pub struct Builder<'a> {
     pub text: &'a str,
     pub config: &'a ChunkConfig,
     pub lines: LineIndex,
+    /// BLAKE3 of the whole file: part of every chunk id.
+    file_hash: String,
     out: ChunkOutput,
 }
 
@@ -109,6 +111,7 @@ impl<'a> Builder<'a> {
             text,
             config,
             lines: LineIndex::new(text),
+            file_hash: content_hash(text.as_bytes()),
             out: ChunkOutput::default(),
         }
     }
@@ -145,7 +148,7 @@ impl<'a> Builder<'a> {
             symbols.insert(0, meta.symbol.clone());
         }
         self.out.chunks.push(Chunk {
-            id: Chunk::make_id(self.path, start, &hash),
+            id: Chunk::make_id(self.path, &self.file_hash, start, &hash),
             path: self.path.to_string(),
             language: self.language,
             kind: meta.kind.unwrap_or(ChunkKind::Block),
