@@ -72,6 +72,8 @@ pub struct RepoStatus {
     /// Files and chunks of the default ref.
     pub chunks: u64,
     pub files: u64,
+    /// Chunk documents stored for every ref together (refs share the files they share).
+    pub stored_chunks: u64,
     /// `HEAD` now.
     pub current_head: Option<String>,
     /// The default ref reflects another commit than `HEAD` now.
@@ -377,11 +379,16 @@ impl Engine {
             (Some(e), Some(c)) => Some((e.as_ref(), c.as_ref())),
             _ => None,
         };
+        let marker = repo.vectors_path.with_file_name("vectors.pending");
         let target = Target {
             root,
             lexical: &repo.lexical,
             config: &self.config,
-            dense: store.as_deref().map(|store| Dense { store, embed }),
+            dense: store.as_deref().map(|store| Dense {
+                store,
+                embed,
+                pending_marker: &marker,
+            }),
         };
         let mut report = ingest::run(&target, &current, plan, options, progress)?;
         report.rebuilt = rebuilt;
@@ -637,12 +644,20 @@ impl Engine {
         let stale = indexed
             .as_ref()
             .is_some_and(|r| r.commit.is_some() && r.commit != now.head);
-        let vectors = repo.vectors(None)?.map(|v| v.len() as u64).unwrap_or(0);
+        // Another process (an indexer) may hold the vector store open: report none then.
+        let vectors = match repo.vectors(None) {
+            Ok(store) => store.map(|v| v.len() as u64).unwrap_or(0),
+            Err(e) => {
+                tracing::warn!("vector store unavailable: {e}");
+                0
+            }
+        };
         Ok(RepoStatus {
             repo_root: repo.root.display().to_string(),
             index_dir: repo.lexical.dir().display().to_string(),
             files: indexed.as_ref().map_or(0, |r| r.files),
             chunks: snapshot.num_chunks(),
+            stored_chunks: all,
             refs: snapshot
                 .state()
                 .map(|s| s.refs.values().cloned().collect())

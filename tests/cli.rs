@@ -1,17 +1,7 @@
 //! The `codectx` binary end to end: JSON output, human output and exit codes.
 
-use crate::support::fixture_repo;
-use std::process::{Command, Output};
-
-fn codectx(data: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_codectx"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("CODECTX_DATA_DIR")
-        .output()
-        .unwrap()
-}
+use crate::support::{codectx, fixture_repo};
+use std::process::Output;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(

@@ -62,3 +62,18 @@ pub fn write(root: &Path, rel: &str, bytes: impl AsRef<[u8]>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Runs the `codectx` binary with `--data-dir data` and waits for it.
+pub fn codectx(data: &Path, args: &[&str]) -> std::process::Output {
+    codectx_command(data, args).output().unwrap()
+}
+
+/// The `codectx` binary with `--data-dir data`, not started.
+pub fn codectx_command(data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codectx"));
+    cmd.arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("CODECTX_DATA_DIR");
+    cmd
+}

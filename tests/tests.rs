@@ -2,9 +2,12 @@
 
 mod chunks;
 mod cli;
+mod crash;
 mod embed;
+mod hooks;
 mod http_embed;
 mod hybrid;
+mod reindex;
 mod search;
 mod support;
 mod walk;

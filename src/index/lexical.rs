@@ -219,7 +219,9 @@ impl LexicalIndex {
         let (_, fields) = build_schema();
         let reader = index
             .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
+            // Commits by another process (a hook-started indexer) become visible on their own;
+            // this process's own commits are reloaded at once by the writer's caller.
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()?;
         Ok(LexicalIndex {
             dir: dir.to_path_buf(),

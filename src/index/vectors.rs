@@ -69,6 +69,14 @@ fn ann_error(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("vector index: {e}"))
 }
 
+/// Writes the index beside `path` and renames it into place: a process killed mid-save
+/// leaves the old file or none, never a torn one.
+fn save_atomically(index: &usearch::Index, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("usearch.tmp");
+    index.save(&tmp.to_string_lossy()).map_err(ann_error)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
 fn new_ann_index(dims: usize, capacity: usize) -> Result<usearch::Index> {
     let options = usearch::IndexOptions {
         dimensions: dims,
@@ -257,7 +265,7 @@ impl EmbeddedVectorStore {
             entries
                 .par_iter()
                 .try_for_each(|(id, e)| index.add(ann_key(id), &e.unit).map_err(ann_error))?;
-            if let Err(e) = index.save(&path) {
+            if let Err(e) = save_atomically(&index, &self.ann_path) {
                 tracing::warn!("cannot save the vector index to {path}: {e}");
             }
             index
@@ -286,9 +294,7 @@ impl EmbeddedVectorStore {
     pub fn save_ann(&self) -> Result<()> {
         let slot = self.ann.read().unwrap_or_else(|p| p.into_inner());
         if let Some(ann) = slot.as_ref() {
-            ann.index
-                .save(&self.ann_path.to_string_lossy())
-                .map_err(ann_error)?;
+            save_atomically(&ann.index, &self.ann_path)?;
         }
         Ok(())
     }

@@ -112,6 +112,9 @@ pub struct IndexReport {
 pub struct Dense<'a> {
     pub store: &'a EmbeddedVectorStore,
     pub embed: Option<(&'a dyn Embedder, &'a EmbeddingCache)>,
+    /// Exists while a run changes vectors around its lexical commit. Found at the start of a
+    /// run, it means the last one died there: this run then reconciles the whole store.
+    pub pending_marker: &'a Path,
 }
 
 /// Everything a run works on.
@@ -228,21 +231,25 @@ pub fn run(
         queued: false,
     };
     if kind == PlanKind::UpToDate {
-        // Only the work tree's state can have changed: record it so answers say so.
-        if let Some(old) = current
-            .state
-            .refs
-            .get(&ref_name)
-            .filter(|r| r.dirty != dirty)
-        {
-            let mut state = current.state.clone();
-            let mut updated = old.clone();
-            updated.dirty = dirty;
-            state.refs.insert(ref_name.clone(), updated);
+        // Only the work tree's state and which ref is the default can have changed: record
+        // them so answers say so.
+        let mut state = current.state.clone();
+        if let Some(r) = state.refs.get_mut(&ref_name) {
+            r.dirty = dirty;
+        }
+        if options.ref_name.is_none() {
+            state.default_ref = Some(ref_name.clone());
+        }
+        if state != current.state {
             let mut writer = t.lexical.writer(t.config.writer_memory_bytes)?;
             writer.commit(&state)?;
             writer.finish()?;
             t.lexical.reload()?;
+        }
+        if let Some(dense) = &t.dense
+            && dense.pending_marker.exists()
+        {
+            report.vectors_removed += recover_vectors(t.lexical, dense)?;
         }
         finish_report(&mut report, &manifest, skipped, started);
         return Ok(report);
@@ -384,6 +391,13 @@ pub fn run(
     }
     drop(before);
 
+    let recovering = t.dense.as_ref().is_some_and(|d| d.pending_marker.exists());
+    if let Some(dense) = &t.dense
+        && (fresh.is_some() || !dropped_ids.is_empty())
+    {
+        std::fs::write(dense.pending_marker, b"")
+            .map_err(|e| crate::error::Error::io(dense.pending_marker, e))?;
+    }
     // Vectors first: the commit below then publishes chunks that already have them.
     if let (Some(dense), Some(chunks)) = (&t.dense, fresh.as_ref()) {
         if let Some((embedder, cache)) = dense.embed {
@@ -439,14 +453,54 @@ pub fn run(
             dense.store.delete_ids(&gone)?;
             report.vectors_removed = gone.len() as u64;
         }
-        if (report.vectors_added > 0 || report.vectors_removed > 0)
-            && let Err(e) = dense.store.save_ann()
-        {
-            tracing::warn!("{e}");
+        if recovering {
+            report.vectors_removed += recover_vectors(t.lexical, dense)?;
+        } else {
+            if (report.vectors_added > 0 || report.vectors_removed > 0)
+                && let Err(e) = dense.store.save_ann()
+            {
+                tracing::warn!("{e}");
+            }
+            remove_marker(dense.pending_marker)?;
         }
     }
     finish_report(&mut report, &manifest, skipped, started);
     Ok(report)
+}
+
+/// The last run died between its vector writes and its lexical commit: drop the vectors no
+/// chunk document refers to (the next embedding pass fills in missing ones), then clear the
+/// marker. Returns how many were dropped.
+fn recover_vectors(lexical: &LexicalIndex, dense: &Dense) -> Result<u64> {
+    let live: HashSet<String> = lexical
+        .snapshot_all()?
+        .all_chunks()?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let orphans: Vec<String> = dense
+        .store
+        .ids()
+        .into_iter()
+        .filter(|id| !live.contains(id))
+        .collect();
+    if !orphans.is_empty() {
+        tracing::info!("removing {} orphaned vectors", orphans.len());
+        dense.store.delete_ids(&orphans)?;
+        if let Err(e) = dense.store.save_ann() {
+            tracing::warn!("{e}");
+        }
+    }
+    remove_marker(dense.pending_marker)?;
+    Ok(orphans.len() as u64)
+}
+
+fn remove_marker(marker: &Path) -> Result<()> {
+    match std::fs::remove_file(marker) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::error::Error::io(marker, e)),
+    }
 }
 
 fn finish_report(

@@ -1,0 +1,213 @@
+//! Crash safety: the real `codectx index` killed with SIGKILL at random points, many times.
+//! After every kill the index must open and answer from its last commit, and the next
+//! complete run must leave exactly what a clean rebuild of the same commit holds, with one
+//! vector per chunk (nothing lost, nothing duplicated, nothing orphaned).
+
+use crate::reindex::{clean_fingerprint, fingerprint};
+use crate::support::{codectx, codectx_command, git, write};
+use codectx::config::Config;
+use codectx::index::vectors::{EmbeddedVectorStore, VectorStore};
+use codectx::retrieve::SearchRequest;
+use codectx::{Engine, ErrorKind};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A tiny xorshift generator: reproducible from the seed the test prints.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// This crate's own sources as a real codebase, at two commits that differ in a third of
+/// their files (edited, deleted, added).
+fn two_commit_repo(root: &Path) -> (String, String) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files: Vec<_> = walkdir(&src);
+    files.sort();
+    for (i, file) in files.iter().enumerate() {
+        let rel = file.strip_prefix(&src).unwrap();
+        let text = std::fs::read_to_string(file).unwrap();
+        write(root, &format!("src/{}", rel.display()), &text);
+        if i % 3 == 0 {
+            write(root, &format!("extra/copy_{i}.rs"), &text);
+        }
+    }
+    git(root, &["init", "-q"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "a"]);
+    let a = git(root, &["rev-parse", "HEAD"]);
+    for (i, file) in files.iter().enumerate() {
+        let rel = format!("src/{}", file.strip_prefix(&src).unwrap().display());
+        match i % 6 {
+            0 => {
+                let text = std::fs::read_to_string(root.join(&rel)).unwrap();
+                write(
+                    root,
+                    &rel,
+                    format!("{text}\npub fn crash_added_{i}() -> usize {{ {i} }}\n"),
+                );
+            }
+            1 => std::fs::remove_file(root.join(&rel)).unwrap(),
+            2 => write(
+                root,
+                &format!("new/added_{i}.py"),
+                format!("def added_{i}():\n    return {i}\n"),
+            ),
+            _ => {}
+        }
+    }
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "b"]);
+    let b = git(root, &["rev-parse", "HEAD"]);
+    // Detached from here on, so that every run indexes the one ref `HEAD`.
+    git(root, &["checkout", "-q", "--detach"]);
+    (a, b)
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn vector_ids(data: &Path, engine: &Engine, root: &Path) -> BTreeSet<String> {
+    let path = engine
+        .repo_dir(&root.canonicalize().unwrap())
+        .join("vectors.redb");
+    let _ = data;
+    EmbeddedVectorStore::open_existing(&path)
+        .unwrap()
+        .map(|s| s.ids().into_iter().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn sigkilled_indexers_never_corrupt_the_index() {
+    let iterations: usize = std::env::var("CODECTX_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let seed = std::env::var("CODECTX_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash test: {iterations} kills, CODECTX_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    let (a, b) = two_commit_repo(root);
+    let expected = [clean_fingerprint(root, &a), clean_fingerprint(root, &b)];
+    let data = tempfile::tempdir().unwrap();
+
+    // Complete runs first, at both commits: they fill the embedding cache (later runs are
+    // then as fast as a real incremental reindex), and the last one's duration is the
+    // window the kills are spread over.
+    let index = || {
+        let out = codectx(data.path(), &["index", root.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    index();
+    git(root, &["checkout", "-q", &a]);
+    index();
+    git(root, &["checkout", "-q", &b]);
+    let started = Instant::now();
+    index();
+    let window_ms = (started.elapsed().as_millis() as u64).clamp(50, 5_000);
+    eprintln!("crash test: a complete incremental run takes {window_ms} ms");
+
+    let mut killed_mid_run = 0;
+    for i in 0..iterations {
+        let target = if i % 2 == 0 { &a } else { &b };
+        git(root, &["checkout", "-q", target]);
+        let mut child = codectx_command(data.path(), &["index", root.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(window_ms)));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+
+        // The index opens and answers from its last commit.
+        let engine = Engine::new(Config::with_data_dir(data.path())).unwrap();
+        match engine.search(root, &SearchRequest::new("index writer commit")) {
+            Ok(r) => assert!(r.commit == Some(a.clone()) || r.commit == Some(b.clone())),
+            Err(e) => panic!("iteration {i} (seed {seed}): the index does not answer: {e}"),
+        }
+        let snapshot = engine.snapshot_of(root, None).unwrap();
+        let committed = snapshot.ref_state().unwrap().commit.clone().unwrap();
+        let which = usize::from(committed == b);
+        assert_eq!(
+            fingerprint(&engine, root, None),
+            expected[which],
+            "iteration {i} (seed {seed}): the committed state is not a whole commit"
+        );
+        drop(snapshot);
+        drop(engine);
+
+        // The next complete run brings it to the checkout, exactly.
+        let out = codectx(data.path(), &["index", root.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "iteration {i} (seed {seed}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let engine = Engine::new(Config::with_data_dir(data.path())).unwrap();
+        let want = usize::from(target == &b);
+        assert_eq!(
+            fingerprint(&engine, root, None),
+            expected[want],
+            "iteration {i} (seed {seed}): reindex after the kill differs from a clean rebuild"
+        );
+        let chunk_ids: BTreeSet<String> = engine
+            .snapshot_of(root, None)
+            .unwrap()
+            .all_chunks()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let vectors = vector_ids(data.path(), &engine, root);
+        let missing = chunk_ids.difference(&vectors).count();
+        let orphaned = vectors.difference(&chunk_ids).count();
+        assert!(
+            missing == 0 && orphaned == 0,
+            "iteration {i} (seed {seed}): {missing} chunks without a vector, {orphaned} vectors without a chunk"
+        );
+    }
+    eprintln!("crash test: {killed_mid_run} of {iterations} kills landed mid-run");
+    assert!(
+        killed_mid_run * 2 >= iterations,
+        "too few kills landed while the indexer ran ({killed_mid_run} of {iterations})"
+    );
+    let _ = ErrorKind::NotFound;
+}
