@@ -117,6 +117,22 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::hooks::HookCommand,
     },
+    /// Receive GitHub and GitLab push webhooks and reindex the pushed branch of a local
+    /// clone (fetched first). Runs until interrupted.
+    Webhooks {
+        /// Address to listen on (its own port; nothing listens unless this command runs).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        /// A pushed repository and its local clone: `owner/name=/path/to/clone` (repeat).
+        #[arg(long = "clone", value_name = "NAME=PATH", required = true)]
+        clones: Vec<String>,
+        /// The GitHub webhook secret (prefer the environment variable).
+        #[arg(long, env = "CODECTX_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+        github_secret: Option<String>,
+        /// The GitLab webhook secret token (prefer the environment variable).
+        #[arg(long, env = "CODECTX_GITLAB_WEBHOOK_TOKEN", hide_env_values = true)]
+        gitlab_token: Option<String>,
+    },
     /// Benchmarks (numbers go to docs/BENCHMARKS.md, never into tests).
     Bench {
         #[command(subcommand)]
@@ -306,6 +322,33 @@ fn run(cli: Cli) -> crate::Result<()> {
             }
         }
         Command::Hook { action } => crate::hooks::run(action, &config),
+        Command::Webhooks {
+            listen,
+            clones,
+            github_secret,
+            gitlab_token,
+        } => {
+            let mut map = std::collections::BTreeMap::new();
+            for spec in clones {
+                let (name, path) = spec.split_once('=').ok_or_else(|| {
+                    Error::invalid(format!("--clone {spec:?}: expected owner/name=/path"))
+                })?;
+                map.insert(name.to_string(), PathBuf::from(path));
+            }
+            let webhooks = crate::server::webhook::WebhookConfig {
+                github_secret,
+                gitlab_token,
+                clones: map,
+            };
+            let engine = std::sync::Arc::new(Engine::new(config)?);
+            let running = crate::server::webhook::spawn(engine, webhooks, listen)?;
+            println!(
+                "listening for push webhooks on http://{}/webhooks/github and /webhooks/gitlab",
+                running.addr
+            );
+            running.wait();
+            Ok(())
+        }
         Command::Bench { which } => crate::bench::run(which, config),
     }
 }

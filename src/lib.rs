@@ -11,6 +11,7 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod retrieve;
+pub mod server;
 pub mod source;
 pub mod syntax;
 

@@ -11,3 +11,4 @@ mod reindex;
 mod search;
 mod support;
 mod walk;
+mod webhooks;

@@ -2,6 +2,7 @@
 
 pub mod embed;
 pub mod index;
+pub mod reindex;
 pub mod vectors;
 
 use crate::config::Config;
@@ -33,6 +34,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Reindex cost after commits of 1, 10 and 100 files of real edits (two releases of a
+    /// package) against a full index of the same commit, with a warm embedding cache.
+    Reindex {
+        /// The older release's source tree (see benches/reindex.sh).
+        #[arg(long)]
+        old: PathBuf,
+        /// The newer release's source tree.
+        #[arg(long)]
+        new: PathBuf,
+        /// Scratch directory for the history and its clones (emptied first).
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Vector search through the HNSW index against exact search on the same store:
     /// latency and recall@10.
     Vectors {
@@ -55,6 +71,12 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             json,
         } => index::run(&corpus, queries, json, config),
         BenchCommand::Embed { corpus, json } => embed::run(&corpus, json, config),
+        BenchCommand::Reindex {
+            old,
+            new,
+            work,
+            json,
+        } => reindex::run(&old, &new, &work, json, config),
         BenchCommand::Vectors {
             points,
             dims,
