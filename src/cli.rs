@@ -103,6 +103,16 @@ pub enum Command {
         #[arg(long = "ref", value_name = "REF")]
         ref_name: Option<String>,
     },
+    /// Remove an indexed ref (a deleted branch, a closed pull request): its chunks and
+    /// vectors go unless another ref shares them.
+    Forget {
+        /// The ref, as indexed (`feature`, `refs/heads/feature`, a commit id, `worktree`).
+        #[arg(long = "ref", value_name = "REF")]
+        ref_name: String,
+        /// The repository root.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
     /// Show what an index reflects and whether it is stale.
     Status {
         /// The repository root.
@@ -320,6 +330,18 @@ fn run(cli: Cli) -> crate::Result<()> {
                 print_status(&status);
                 Ok(())
             }
+        }
+        Command::Forget { ref_name, repo } => {
+            let engine = Engine::new(config)?;
+            let report = engine.forget_ref(&repo, &ref_name)?;
+            println!(
+                "forgot {}: {} chunks and {} vectors removed; default ref now {}",
+                report.ref_name,
+                report.chunks_removed,
+                report.vectors_removed,
+                report.default_ref.as_deref().unwrap_or("(none)")
+            );
+            Ok(())
         }
         Command::Hook { action } => crate::hooks::run(action, &config),
         Command::Webhooks {

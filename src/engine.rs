@@ -333,7 +333,7 @@ impl Engine {
         let _one_writer = repo.writer.lock().unwrap_or_else(|p| p.into_inner());
         let root = &repo.root;
         let current = Current::load(&repo.lexical, root)?;
-        let git_state = git::state(root);
+        let git_state = git::checkout(root);
         let use_git = !options.worktree && git::has_commits(root);
         let plan = if use_git {
             let resolved = git::resolve(root, options.ref_name.as_deref().unwrap_or("HEAD"))?;
@@ -346,8 +346,9 @@ impl Engine {
                 &self.config.walk,
                 options.force,
             )?;
+            // Dirtiness (a `git status`) only matters when this commit is the checkout.
             let checked_out = git_state.head.as_deref() == Some(resolved.commit.as_str());
-            plan.dirty = checked_out && git_state.dirty;
+            plan.dirty = checked_out && git::is_dirty(root);
             plan
         } else {
             if let Some(name) = &options.ref_name {
@@ -394,6 +395,39 @@ impl Engine {
         report.rebuilt = rebuilt;
         report.branch = git_state.branch;
         Ok(report)
+    }
+
+    /// Removes a ref from the index (by full or short name): its manifest, and the chunks
+    /// and vectors of files no other ref holds.
+    pub fn forget_ref(&self, path: &Path, ref_name: &str) -> Result<ingest::ForgetReport> {
+        let root = Self::canonical_root(path)?;
+        let _writer = lock::lock(&self.repo_dir(&root))?;
+        let (repo, _) = self.repo(&root, false)?;
+        let _one_writer = repo.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let current = Current::load(&repo.lexical, &repo.root)?;
+        let name = current
+            .state
+            .find(ref_name)
+            .map(|r| r.name.clone())
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "ref {ref_name:?} is not indexed in {}",
+                    repo.root.display()
+                ))
+            })?;
+        let store = repo.vectors(None)?;
+        let marker = repo.vectors_path.with_file_name("vectors.pending");
+        let target = Target {
+            root: &repo.root,
+            lexical: &repo.lexical,
+            config: &self.config,
+            dense: store.as_deref().map(|store| Dense {
+                store,
+                embed: None,
+                pending_marker: &marker,
+            }),
+        };
+        ingest::forget(&target, &current, &name)
     }
 
     /// A read snapshot of a repository's default ref.

@@ -194,8 +194,17 @@ fn make_executable(_path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The refs a hook event asks to reindex: `None` for "what HEAD names".
-fn refs_for(event: &str, args: &[String], stdin: impl Read) -> Vec<Option<String>> {
+/// What a hook event asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    /// Reindex a ref (`None`: the ref `HEAD` names).
+    Index(Option<String>),
+    /// A branch was deleted: forget it.
+    Forget(String),
+}
+
+/// The actions a hook event asks for.
+fn actions_for(event: &str, args: &[String], stdin: impl Read) -> Vec<Action> {
     match event {
         // `post-checkout <prev> <new> <flag>`: flag 0 is a file checkout, HEAD did not move.
         "post-checkout" if args.get(2).is_some_and(|f| f == "0") => Vec::new(),
@@ -206,21 +215,28 @@ fn refs_for(event: &str, args: &[String], stdin: impl Read) -> Vec<Option<String
                 .filter_map(|line| {
                     let mut parts = line.split_whitespace();
                     let (_old, new, name) = (parts.next()?, parts.next()?, parts.next()?);
-                    // A deleted ref (new = 0...0) has nothing to index.
-                    let deleted = new.bytes().all(|b| b == b'0');
-                    (!deleted && name.starts_with("refs/heads/")).then(|| Some(name.to_string()))
+                    if !name.starts_with("refs/heads/") {
+                        return None;
+                    }
+                    // A deleted ref arrives as new = 0...0.
+                    Some(if new.bytes().all(|b| b == b'0') {
+                        Action::Forget(name.to_string())
+                    } else {
+                        Action::Index(Some(name.to_string()))
+                    })
                 })
                 .collect()
         }
-        _ => vec![None],
+        _ => vec![Action::Index(None)],
     }
 }
 
-/// Starts `codectx index --coalesce` in the background for each ref the event names, its
-/// output appended to `<data>/logs/hooks.log`, and returns without waiting.
+/// Starts `codectx index --coalesce` (or `codectx forget`) in the background for each ref
+/// the event names, its output appended to `<data>/logs/hooks.log`, and returns without
+/// waiting.
 fn fire(event: &str, repo: &Path, args: &[String], config: &Config) -> Result<()> {
-    let refs = refs_for(event, args, std::io::stdin());
-    if refs.is_empty() {
+    let actions = actions_for(event, args, std::io::stdin());
+    if actions.is_empty() {
         return Ok(());
     }
     let exe = std::env::current_exe()
@@ -228,7 +244,7 @@ fn fire(event: &str, repo: &Path, args: &[String], config: &Config) -> Result<()
     let logs = config.data_dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
     let log_path = logs.join("hooks.log");
-    for name in refs {
+    for action in actions {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -236,12 +252,17 @@ fn fire(event: &str, repo: &Path, args: &[String], config: &Config) -> Result<()
             .map_err(|e| Error::io(&log_path, e))?;
         let err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
         let mut cmd = Command::new(&exe);
-        cmd.arg("--data-dir")
-            .arg(&config.data_dir)
-            .args(["index", "--coalesce"])
-            .arg(repo);
-        if let Some(name) = &name {
-            cmd.args(["--ref", name]);
+        cmd.arg("--data-dir").arg(&config.data_dir);
+        match &action {
+            Action::Index(name) => {
+                cmd.args(["index", "--coalesce"]).arg(repo);
+                if let Some(name) = name {
+                    cmd.args(["--ref", name]);
+                }
+            }
+            Action::Forget(name) => {
+                cmd.args(["forget", "--ref", name, "--repo"]).arg(repo);
+            }
         }
         for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX"] {
             cmd.env_remove(var);
@@ -266,20 +287,26 @@ mod tests {
     #[test]
     fn events_name_the_refs_to_reindex() {
         let none: &[u8] = b"";
-        assert_eq!(refs_for("post-commit", &[], none), vec![None]);
+        assert_eq!(
+            actions_for("post-commit", &[], none),
+            vec![Action::Index(None)]
+        );
         let file_checkout = ["a".to_string(), "b".to_string(), "0".to_string()];
-        assert!(refs_for("post-checkout", &file_checkout, none).is_empty());
+        assert!(actions_for("post-checkout", &file_checkout, none).is_empty());
         let branch_checkout = ["a".to_string(), "b".to_string(), "1".to_string()];
         assert_eq!(
-            refs_for("post-checkout", &branch_checkout, none),
-            vec![None]
+            actions_for("post-checkout", &branch_checkout, none),
+            vec![Action::Index(None)]
         );
         let pushed: &[u8] = b"1111 2222 refs/heads/main\n\
             3333 0000000000000000000000000000000000000000 refs/heads/gone\n\
             4444 5555 refs/tags/v1\n";
         assert_eq!(
-            refs_for("post-receive", &[], pushed),
-            vec![Some("refs/heads/main".to_string())]
+            actions_for("post-receive", &[], pushed),
+            vec![
+                Action::Index(Some("refs/heads/main".to_string())),
+                Action::Forget("refs/heads/gone".to_string())
+            ]
         );
     }
 

@@ -219,6 +219,20 @@ fn two_refs_share_storage_and_answer_separately() {
         clean_fingerprint(root, &git(root, &["rev-parse", "main"]))
     );
 
+    // Forgetting the feature ref removes only what main does not share.
+    let forgot = engine.forget_ref(root, "feature").unwrap();
+    assert_eq!(forgot.chunks_removed, 3, "{forgot:?}");
+    assert_eq!(forgot.default_ref.as_deref(), Some("refs/heads/main"));
+    let status = engine.status(root).unwrap();
+    assert_eq!(status.refs.len(), 1);
+    assert_eq!(status.stored_chunks, all_before);
+    assert_eq!(
+        fingerprint(&engine, root, Some("main")),
+        clean_fingerprint(root, &git(root, &["rev-parse", "main"]))
+    );
+    let err = engine.forget_ref(root, "feature").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+
     // A ref never indexed is a clear NotFound naming what is indexed.
     let mut req = SearchRequest::new("x");
     req.ref_name = Some("nope".into());

@@ -46,6 +46,9 @@ pub enum BenchCommand {
         /// Scratch directory for the history and its clones (emptied first).
         #[arg(long)]
         work: PathBuf,
+        /// Skip the full index with an empty embedding cache (the slow part).
+        #[arg(long)]
+        no_cold: bool,
         #[arg(long)]
         json: bool,
     },
@@ -75,8 +78,16 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             old,
             new,
             work,
+            no_cold,
             json,
-        } => reindex::run(&old, &new, &work, json, config),
+        } => reindex::run(
+            &old,
+            &new,
+            &work,
+            reindex::ReindexBench { cold: !no_cold },
+            json,
+            config,
+        ),
         BenchCommand::Vectors {
             points,
             dims,

@@ -33,6 +33,12 @@ struct Step {
     full_seconds: f64,
     /// `full_seconds / reindex_seconds`.
     speedup: f64,
+    /// Seconds of a full index of the same commit with an empty embedding cache (what a
+    /// first index, or a tool without a cache, pays: every chunk through the model). Measured
+    /// for the one-file step only.
+    cold_full_seconds: Option<f64>,
+    /// `cold_full_seconds / reindex_seconds`.
+    cold_speedup: Option<f64>,
     /// Wall time of the `codectx index` process for the same step (start, model load,
     /// reindex, exit).
     cli_seconds: f64,
@@ -47,6 +53,13 @@ struct Report {
     chunks: u64,
     warmup_seconds: f64,
     steps: Vec<Step>,
+}
+
+/// What to measure besides the warm steps.
+#[derive(Debug, Clone, Copy)]
+pub struct ReindexBench {
+    /// Also index the one-file commit from scratch with an empty embedding cache (minutes).
+    pub cold: bool,
 }
 
 fn git(root: &Path, args: &[&str]) -> Result<String> {
@@ -165,7 +178,14 @@ fn index_at(engine: &Engine, root: &Path, commit: &str) -> Result<(f64, IndexRep
     Ok((started.elapsed().as_secs_f64(), report))
 }
 
-pub fn run(old: &Path, new: &Path, work: &Path, json: bool, config: Config) -> Result<()> {
+pub fn run(
+    old: &Path,
+    new: &Path,
+    work: &Path,
+    bench: ReindexBench,
+    json: bool,
+    config: Config,
+) -> Result<()> {
     for dir in [old, new] {
         if !dir.is_dir() {
             return Err(Error::NotFound(format!(
@@ -244,7 +264,22 @@ pub fn run(old: &Path, new: &Path, work: &Path, json: bool, config: Config) -> R
             full_seconds,
             speedup: full_seconds / reindex_seconds,
             cli_seconds: 0.0,
+            cold_full_seconds: None,
+            cold_speedup: None,
         });
+    }
+    if bench.cold {
+        // An engine with an empty data directory: every chunk goes through the model.
+        eprintln!("full index with an empty embedding cache (minutes)...");
+        let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let mut cold_config = config.clone();
+        cold_config.data_dir = scratch.path().to_path_buf();
+        let cold = Engine::new(cold_config)?;
+        let cold_root = clone("cold")?;
+        let (seconds, _) = index_at(&cold, &cold_root, &commits[1])?;
+        let step = &mut steps[0];
+        step.cold_full_seconds = Some(seconds);
+        step.cold_speedup = Some(seconds / step.reindex_seconds);
     }
     // The same steps through the command line: a new process each time, which opens the
     // index and loads the model. This process lets go of the files first.
@@ -292,6 +327,12 @@ pub fn run(old: &Path, new: &Path, work: &Path, json: bool, config: Config) -> R
             "history: {} lines, {} files, {} chunks (warm-up {:.0} s)",
             report.lines, report.files, report.chunks, report.warmup_seconds
         );
+        if let Some(cold) = report.steps[0].cold_full_seconds {
+            println!(
+                "full index with an empty embedding cache: {cold:.1} s = {:.0}x the one-file reindex",
+                report.steps[0].cold_speedup.unwrap_or_default()
+            );
+        }
         println!("files  reindex ms  full ms  speedup  cli ms  chunked  chunks +/-");
         for s in &report.steps {
             println!(

@@ -1,5 +1,7 @@
 //! The local embedder: an ONNX model run by fastembed on ONNX Runtime, loaded from files the
-//! set-up script installed. Nothing is downloaded, ever.
+//! set-up script installed. Nothing is downloaded, ever. The files are checked when the
+//! embedder is made; the ONNX session (a few hundred ms) starts on the first text to embed,
+//! so a run whose texts all come from the cache never pays for it.
 
 use super::Embedder;
 use crate::config::EmbedConfig;
@@ -19,12 +21,24 @@ pub struct ModelManifest {
     pub query_prefix: String,
 }
 
-/// fastembed's `TextEmbedding` behind a mutex (it embeds through `&mut self`).
+/// fastembed's `TextEmbedding` behind a mutex (it embeds through `&mut self`), started on
+/// first use.
 pub struct LocalEmbedder {
     manifest: ModelManifest,
-    model: Mutex<fastembed::TextEmbedding>,
+    config: EmbedConfig,
+    pooling: fastembed::Pooling,
+    model: OnceLock<Result<Mutex<fastembed::TextEmbedding>, String>>,
     batch_size: usize,
 }
+
+/// The files a model directory must hold.
+const MODEL_FILES: &[&str] = &[
+    "model.onnx",
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
 
 const SETUP_HINT: &str = "run ./scripts/setup to install it";
 
@@ -59,8 +73,9 @@ fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
 }
 
 impl LocalEmbedder {
-    /// Loads the model in `config.model_dir` on the runtime at `config.ort_dylib`.
-    /// A missing runtime or model is one clear `Unavailable` error naming the set-up command.
+    /// Checks the model in `config.model_dir` and the runtime at `config.ort_dylib`; the
+    /// session starts on first use. A missing runtime or model is one clear `Unavailable`
+    /// error naming the set-up command.
     pub fn load(config: &EmbedConfig) -> Result<LocalEmbedder> {
         let dir = &config.model_dir;
         let manifest: ModelManifest = serde_json::from_slice(&read(dir, "codectx-model.json")?)
@@ -75,6 +90,41 @@ impl LocalEmbedder {
                 )));
             }
         };
+        for name in MODEL_FILES {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Err(Error::Unavailable(format!(
+                    "embedding model file {} is missing; {SETUP_HINT} (or set CODECTX_MODEL_DIR)",
+                    path.display()
+                )));
+            }
+        }
+        if !config.ort_dylib.is_file() {
+            return Err(Error::Unavailable(format!(
+                "ONNX Runtime library {} not found; {SETUP_HINT} (or set ORT_DYLIB_PATH)",
+                config.ort_dylib.display()
+            )));
+        }
+        Ok(LocalEmbedder {
+            manifest,
+            config: config.clone(),
+            pooling,
+            model: OnceLock::new(),
+            batch_size: config.batch_size,
+        })
+    }
+
+    /// Starts the ONNX session (once).
+    fn session(&self) -> Result<&Mutex<fastembed::TextEmbedding>> {
+        self.model
+            .get_or_init(|| self.start().map(Mutex::new).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Unavailable(e.clone()))
+    }
+
+    fn start(&self) -> Result<fastembed::TextEmbedding> {
+        let config = &self.config;
+        let dir = &config.model_dir;
         let tokenizer = fastembed::TokenizerFiles {
             tokenizer_file: read(dir, "tokenizer.json")?,
             config_file: read(dir, "config.json")?,
@@ -83,28 +133,22 @@ impl LocalEmbedder {
         };
         let onnx = read(dir, "model.onnx")?;
         let env = environment(&config.ort_dylib)?;
-        let model =
-            fastembed::UserDefinedEmbeddingModel::new(onnx, tokenizer).with_pooling(pooling);
+        let model = fastembed::UserDefinedEmbeddingModel::new(onnx, tokenizer)
+            .with_pooling(self.pooling.clone());
         let mut options = fastembed::InitOptionsUserDefined::new()
-            .with_max_length(manifest.max_tokens)
+            .with_max_length(self.manifest.max_tokens)
             .with_environment(env);
         options.intra_threads = config.threads;
-        let model =
-            fastembed::TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| {
-                Error::Unavailable(format!(
-                    "cannot load the embedding model in {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        Ok(LocalEmbedder {
-            manifest,
-            model: Mutex::new(model),
-            batch_size: config.batch_size,
+        fastembed::TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot load the embedding model in {}: {e}",
+                dir.display()
+            ))
         })
     }
 
     fn run(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let mut model = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        let mut model = self.session()?.lock().unwrap_or_else(|p| p.into_inner());
         let vectors = model
             .embed(texts, Some(self.batch_size))
             .map_err(|e| Error::Unavailable(format!("embedding failed: {e}")))?;

@@ -240,6 +240,9 @@ impl LexicalIndex {
     /// The one writer of this index. Tantivy's lock file enforces one across processes.
     pub fn writer(&self, memory_bytes: usize) -> Result<LexicalWriter> {
         let writer = self.index.writer(memory_bytes)?;
+        // A writer killed mid-run leaves files no commit refers to (segments, `.del` files
+        // named after the opstamp this writer will reuse): remove them before writing.
+        writer.garbage_collect_files().wait()?;
         Ok(LexicalWriter {
             writer,
             fields: self.fields,

@@ -182,6 +182,74 @@ enum FileResult {
     },
 }
 
+/// What forgetting a ref did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    pub ref_name: String,
+    /// Chunk documents and vectors removed (those no other ref holds).
+    pub chunks_removed: u64,
+    pub vectors_removed: u64,
+    /// The default ref afterwards.
+    pub default_ref: Option<String>,
+}
+
+/// Removes one ref: its manifest, its entry in the state, and the documents and vectors of
+/// the file versions no other ref holds. A deleted branch (a push that deletes it, a PR
+/// closed) stops costing storage.
+pub fn forget(t: &Target, current: &Current, ref_name: &str) -> Result<ForgetReport> {
+    let Some((_, old)) = current.old(ref_name) else {
+        return Err(crate::error::Error::NotFound(format!(
+            "ref {ref_name:?} is not indexed"
+        )));
+    };
+    let kept: HashSet<FileVersion> = current
+        .manifests
+        .iter()
+        .filter(|(name, _)| name.as_str() != ref_name)
+        .flat_map(|(_, m)| m.iter().map(|(p, e)| e.version(p)))
+        .collect();
+    let before = t.lexical.snapshot_all()?;
+    let mut writer = t.lexical.writer(t.config.writer_memory_bytes)?;
+    let mut ids = Vec::new();
+    for (path, entry) in old {
+        let version = entry.version(path);
+        if entry.chunks > 0 && !kept.contains(&version) {
+            ids.extend(before.chunk_ids_of_version(version)?);
+            writer.delete_version(version);
+        }
+    }
+    drop(before);
+    writer.remove_manifest(ref_name);
+    let mut state = current.state.clone();
+    state.refs.remove(ref_name);
+    if state.default_ref.as_deref() == Some(ref_name) {
+        state.default_ref = state
+            .refs
+            .values()
+            .max_by_key(|r| r.indexed_at)
+            .map(|r| r.name.clone());
+    }
+    writer.commit(&state)?;
+    writer.finish()?;
+    t.lexical.reload()?;
+    let mut vectors_removed = 0;
+    if let Some(dense) = &t.dense
+        && !ids.is_empty()
+    {
+        dense.store.delete_ids(&ids)?;
+        vectors_removed = ids.len() as u64;
+        if let Err(e) = dense.store.save_ann() {
+            tracing::warn!("{e}");
+        }
+    }
+    Ok(ForgetReport {
+        ref_name: ref_name.to_string(),
+        chunks_removed: ids.len() as u64,
+        vectors_removed,
+        default_ref: state.default_ref,
+    })
+}
+
 /// Executes `plan` against the index: the single writer's whole job for one ref.
 pub fn run(
     t: &Target,

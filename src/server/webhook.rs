@@ -302,9 +302,6 @@ impl Shared {
                 json!({ "status": "duplicate", "delivery": id }),
             );
         }
-        if after.bytes().all(|b| b == b'0') {
-            return self.ignore(format!("{pushed_ref} was deleted"));
-        }
         if !pushed_ref.starts_with("refs/heads/") {
             return self.ignore(format!("{pushed_ref} is not a branch"));
         }
@@ -433,7 +430,7 @@ fn worker(shared: &Shared) {
             std::mem::take(&mut *pending).into_iter().collect()
         };
         for (job, after) in jobs {
-            match run_job(&shared.engine, &job) {
+            match run_job(&shared.engine, &job, &after) {
                 Ok(ref_name) => {
                     tracing::info!(
                         "webhook: {} {ref_name} reindexed (pushed {after})",
@@ -451,14 +448,23 @@ fn worker(shared: &Shared) {
 }
 
 /// Fetches the pushed branch (into `refs/heads` of a bare clone, `refs/remotes/origin` of a
-/// work tree, whose checked-out branch git will not overwrite) and reindexes that ref.
-fn run_job(engine: &Engine, job: &Job) -> Result<String> {
+/// work tree, whose checked-out branch git will not overwrite) and reindexes that ref; a
+/// deleted branch (`after` all zeros) is forgotten instead.
+fn run_job(engine: &Engine, job: &Job, after: &str) -> Result<String> {
     let branch = job.pushed_ref.trim_start_matches("refs/heads/");
     let local = if crate::source::git::is_bare(&job.clone) {
         job.pushed_ref.clone()
     } else {
         format!("refs/remotes/origin/{branch}")
     };
+    if after.bytes().all(|b| b == b'0') {
+        return match engine.forget_ref(&job.clone, &local) {
+            Ok(_) => Ok(local),
+            // Never indexed: nothing to forget.
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(local),
+            Err(e) => Err(e),
+        };
+    }
     fetch(&job.clone, &format!("+{}:{local}", job.pushed_ref))?;
     let options = IndexOptions {
         ref_name: Some(local.clone()),

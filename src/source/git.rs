@@ -63,21 +63,34 @@ fn git_checked(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
 
 /// Reads `HEAD`, the branch and dirtiness; every failure reads as "not git".
 pub fn state(root: &Path) -> GitState {
+    let mut state = checkout(root);
+    if state.head.is_some() {
+        state.dirty = is_dirty(root);
+    }
+    state
+}
+
+/// Reads `HEAD` and the branch, not dirtiness (which stats every tracked file): for callers
+/// that only need dirtiness when a particular commit is checked out.
+pub fn checkout(root: &Path) -> GitState {
     let head = git(root, &["rev-parse", "--verify", "--quiet", "HEAD"]).filter(|s| !s.is_empty());
     if head.is_none() {
         return GitState::default();
     }
     let branch =
         git(root, &["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|s| !s.is_empty());
-    let bare = git(root, &["rev-parse", "--is-bare-repository"]).is_some_and(|s| s == "true");
-    let dirty = !bare
-        && git(root, &["status", "--porcelain", "--untracked-files=no"])
-            .is_some_and(|s| !s.is_empty());
     GitState {
         head,
         branch,
-        dirty,
+        dirty: false,
     }
+}
+
+/// Whether tracked files differ from `HEAD`; never in a bare repository.
+pub fn is_dirty(root: &Path) -> bool {
+    !is_bare(root)
+        && git(root, &["status", "--porcelain", "--untracked-files=no"])
+            .is_some_and(|s| !s.is_empty())
 }
 
 /// Is `root` inside a git repository (work tree or bare) with at least one commit?
