@@ -333,8 +333,15 @@ impl Engine {
         let _one_writer = repo.writer.lock().unwrap_or_else(|p| p.into_inner());
         let root = &repo.root;
         let current = Current::load(&repo.lexical, root)?;
-        let git_state = git::checkout(root);
-        let use_git = !options.worktree && git::has_commits(root);
+        // Git mode only at a repository's root: any other directory (a sub-directory, an
+        // ignored build directory) is the files on disk.
+        let is_repo = git::is_repository_root(root);
+        let git_state = if is_repo {
+            git::checkout(root)
+        } else {
+            git::GitState::default()
+        };
+        let use_git = !options.worktree && is_repo && git::has_commits(root);
         let plan = if use_git {
             let resolved = git::resolve(root, options.ref_name.as_deref().unwrap_or("HEAD"))?;
             let mut plan = plan_git(
@@ -353,7 +360,7 @@ impl Engine {
         } else {
             if let Some(name) = &options.ref_name {
                 return Err(Error::invalid(format!(
-                    "--ref {name}: {} is not a git repository with commits",
+                    "--ref {name}: {} is not the root of a git repository with commits",
                     root.display()
                 )));
             }

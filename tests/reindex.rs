@@ -361,3 +361,30 @@ fn a_bare_repository_indexes_pushed_refs_without_a_checkout() {
     assert!(!report.dirty);
     assert_eq!(paths_for(&engine, bare.path(), "GammaRay", None)[0], "c.go");
 }
+
+#[test]
+fn a_directory_inside_a_repository_is_indexed_as_files_on_disk() {
+    let repo = small_repo();
+    let root = repo.path();
+    // An ignored build directory and a tracked sub-directory: neither is the repository.
+    write(root, ".gitignore", "build/\n");
+    write(
+        root,
+        "build/gen.py",
+        "def generated_helper():\n    return 0\n",
+    );
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "ignore build"]);
+    let (engine, _data) = engine();
+    let report = engine.index(&root.join("build"), &NoProgress).unwrap();
+    assert_eq!(report.ref_name, "worktree");
+    assert_eq!(report.files_indexed, 1, "{report:?}");
+    assert_eq!(
+        paths_for(&engine, &root.join("build"), "generated_helper", None),
+        vec!["gen.py".to_string()]
+    );
+    let err = engine
+        .index_with(&root.join("docs"), &options("main"), &NoProgress)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}

@@ -93,6 +93,22 @@ pub fn is_dirty(root: &Path) -> bool {
             .is_some_and(|s| !s.is_empty())
 }
 
+/// Is `dir` (canonical) the top of a git repository: a work tree's root, or a bare
+/// repository's directory? A directory inside a repository (a sub-project, an ignored
+/// build directory) is not: it is indexed as the files on disk.
+pub fn is_repository_root(dir: &Path) -> bool {
+    let same = |p: String| {
+        std::path::Path::new(&p)
+            .canonicalize()
+            .is_ok_and(|p| p == dir)
+    };
+    match git(dir, &["rev-parse", "--is-bare-repository"]).as_deref() {
+        Some("true") => git(dir, &["rev-parse", "--absolute-git-dir"]).is_some_and(same),
+        Some("false") => git(dir, &["rev-parse", "--show-toplevel"]).is_some_and(same),
+        _ => false,
+    }
+}
+
 /// Is `root` inside a git repository (work tree or bare) with at least one commit?
 pub fn has_commits(root: &Path) -> bool {
     git(root, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).is_some_and(|s| !s.is_empty())
