@@ -33,6 +33,15 @@ fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Sent {
     }
 }
 
+/// Posts a push event to the GitHub endpoint; `signature` is sent when not empty.
+fn post_github(url: &str, delivery: &str, signature: &str, body: &str) -> Sent {
+    let mut headers = vec![("X-GitHub-Event", "push"), ("X-GitHub-Delivery", delivery)];
+    if !signature.is_empty() {
+        headers.push(("X-Hub-Signature-256", signature));
+    }
+    post(url, &headers, body)
+}
+
 fn github_push(repo: &str, after: &str) -> String {
     serde_json::json!({
         "ref": "refs/heads/main",
@@ -103,15 +112,7 @@ fn signed_pushes_reindex_the_clone_and_bad_or_replayed_ones_change_nothing() {
     let body = github_push("acme/app", &after);
     let signature = github_signature(SECRET, body.as_bytes());
     let github = format!("{base}/webhooks/github");
-    let sent = post(
-        &github,
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "delivery-1"),
-            ("X-Hub-Signature-256", &signature),
-        ],
-        &body,
-    );
+    let sent = post_github(&github, "delivery-1", &signature, &body);
     assert_eq!(sent.status, 202, "{}", sent.body);
     assert!(sent.body.contains("queued"), "{}", sent.body);
     wait_until("the clone is reindexed at the pushed commit", || {
@@ -124,15 +125,7 @@ fn signed_pushes_reindex_the_clone_and_bad_or_replayed_ones_change_nothing() {
     assert_eq!(stats.reindexed.load(Ordering::Relaxed), 1);
 
     // The same delivery again (a replay): acknowledged, nothing queued.
-    let sent = post(
-        &github,
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "delivery-1"),
-            ("X-Hub-Signature-256", &signature),
-        ],
-        &body,
-    );
+    let sent = post_github(&github, "delivery-1", &signature, &body);
     assert_eq!(sent.status, 200, "{}", sent.body);
     assert!(sent.body.contains("duplicate"), "{}", sent.body);
     assert_eq!(stats.duplicates.load(Ordering::Relaxed), 1);
@@ -153,14 +146,7 @@ fn signed_pushes_reindex_the_clone_and_bad_or_replayed_ones_change_nothing() {
         String::new(),
     ];
     for sig in &forged {
-        let mut headers = vec![
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "delivery-3"),
-        ];
-        if !sig.is_empty() {
-            headers.push(("X-Hub-Signature-256", sig));
-        }
-        let sent = post(&github, &headers, &body3);
+        let sent = post_github(&github, "delivery-3", sig, &body3);
         assert_eq!(sent.status, 401, "{}", sent.body);
     }
     assert_eq!(stats.rejected.load(Ordering::Relaxed), 3);
@@ -202,16 +188,10 @@ fn signed_pushes_reindex_the_clone_and_bad_or_replayed_ones_change_nothing() {
 
     // A repository nobody configured: 404 naming it.
     let other = github_push("someone/else", &third);
-    let sent = post(
+    let sent = post_github(
         &github,
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "delivery-9"),
-            (
-                "X-Hub-Signature-256",
-                &github_signature(SECRET, other.as_bytes()),
-            ),
-        ],
+        "delivery-9",
+        &github_signature(SECRET, other.as_bytes()),
         &other,
     );
     assert_eq!(sent.status, 404, "{}", sent.body);

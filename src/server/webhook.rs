@@ -284,6 +284,31 @@ impl Shared {
         true
     }
 
+    /// Reads an authenticated push body (the repository's name at `repo_path`, `ref`,
+    /// `after`) and accepts it.
+    fn accept_body(&self, delivery: Option<&str>, body: &[u8], repo_path: &[&str]) -> Response {
+        let payload: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.reject(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {e}"),
+                );
+            }
+        };
+        let (Some(repo), Some(pushed_ref), Some(after)) = (
+            str_at(&payload, repo_path),
+            str_at(&payload, &["ref"]),
+            str_at(&payload, &["after"]),
+        ) else {
+            return self.reject(
+                StatusCode::BAD_REQUEST,
+                format!("a push event needs {}, ref and after", repo_path.join(".")),
+            );
+        };
+        self.accept_push(delivery, repo, pushed_ref, after)
+    }
+
     /// The part both forges share once the request is authenticated: dedupe, find the
     /// clone, queue the job, answer 202.
     fn accept_push(
@@ -328,10 +353,6 @@ impl Shared {
     }
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))
-}
-
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = v;
     for key in path {
@@ -360,25 +381,10 @@ async fn github(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
     if event != "push" {
         return s.ignore(format!("event {event:?} is not a push"));
     }
-    let payload = match parse_json(&body) {
-        Ok(v) => v,
-        Err(e) => return s.reject(StatusCode::BAD_REQUEST, e),
-    };
-    let (Some(repo), Some(pushed_ref), Some(after)) = (
-        str_at(&payload, &["repository", "full_name"]),
-        str_at(&payload, &["ref"]),
-        str_at(&payload, &["after"]),
-    ) else {
-        return s.reject(
-            StatusCode::BAD_REQUEST,
-            "a push event needs repository.full_name, ref and after".into(),
-        );
-    };
-    s.accept_push(
+    s.accept_body(
         header(&headers, "x-github-delivery"),
-        repo,
-        pushed_ref,
-        after,
+        &body,
+        &["repository", "full_name"],
     )
 }
 
@@ -400,23 +406,9 @@ async fn gitlab(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
     if event != "Push Hook" {
         return s.ignore(format!("event {event:?} is not a push"));
     }
-    let payload = match parse_json(&body) {
-        Ok(v) => v,
-        Err(e) => return s.reject(StatusCode::BAD_REQUEST, e),
-    };
-    let (Some(repo), Some(pushed_ref), Some(after)) = (
-        str_at(&payload, &["project", "path_with_namespace"]),
-        str_at(&payload, &["ref"]),
-        str_at(&payload, &["after"]),
-    ) else {
-        return s.reject(
-            StatusCode::BAD_REQUEST,
-            "a push event needs project.path_with_namespace, ref and after".into(),
-        );
-    };
     let delivery =
         header(&headers, "x-gitlab-event-uuid").or_else(|| header(&headers, "idempotency-key"));
-    s.accept_push(delivery, repo, pushed_ref, after)
+    s.accept_body(delivery, &body, &["project", "path_with_namespace"])
 }
 
 /// Runs queued jobs one at a time, forever: fetch the pushed ref into the clone, reindex it.
