@@ -127,6 +127,15 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::hooks::HookCommand,
     },
+    /// Serve the gRPC API (codectx.v1.CodeContext, health, reflection) until interrupted.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50051", env = "CODECTX_LISTEN")]
+        listen: std::net::SocketAddr,
+        /// Register these repositories at start (more can be registered over the API).
+        #[arg(long = "repo", value_name = "PATH")]
+        repos: Vec<PathBuf>,
+    },
     /// Receive GitHub and GitLab push webhooks and reindex the pushed branch of a local
     /// clone (fetched first). Runs until interrupted.
     Webhooks {
@@ -344,6 +353,28 @@ fn run(cli: Cli) -> crate::Result<()> {
             Ok(())
         }
         Command::Hook { action } => crate::hooks::run(action, &config),
+        Command::Serve { listen, repos } => {
+            let engine = std::sync::Arc::new(Engine::new(config)?);
+            for repo in repos {
+                let path = std::path::absolute(&repo).map_err(|e| Error::io(&repo, e))?;
+                let root = engine.register(&path)?;
+                println!("registered {}", root.display());
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
+                let addr = listener
+                    .local_addr()
+                    .map_err(|e| Error::Unavailable(format!("{listen}: {e}")))?;
+                println!("serving codectx.v1.CodeContext (with health and reflection) on {addr}");
+                crate::server::grpc::serve(engine, listener, shutdown_signal()).await
+            })
+        }
         Command::Webhooks {
             listen,
             clones,
@@ -373,6 +404,29 @@ fn run(cli: Cli) -> crate::Result<()> {
         }
         Command::Bench { which } => crate::bench::run(which, config),
     }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("shutting down: health is NOT_SERVING, finishing in-flight requests");
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> crate::Result<()> {

@@ -14,6 +14,7 @@ use crate::ingest::plan::{plan_git, plan_worktree};
 use crate::ingest::{self, Current, Dense, Target, lock};
 pub use crate::ingest::{IndexOptions, IndexReport, NoProgress, Progress};
 use crate::model::Chunk;
+use crate::registry;
 use crate::retrieve::{self, FileHit, SearchHit, SearchMode, SearchRequest};
 use crate::source::git;
 use serde::Serialize;
@@ -120,6 +121,8 @@ impl Repo {
 /// The engine: owns the data directory and the open indexes.
 pub struct Engine {
     config: Config,
+    /// Serialises registry updates inside this process.
+    registry_lock: Mutex<()>,
     repos: Mutex<HashMap<PathBuf, Arc<Repo>>>,
     /// Loaded on first use; a load failure is remembered (and reported) rather than retried.
     embedder: OnceLock<Result<Arc<dyn Embedder>, String>>,
@@ -131,6 +134,7 @@ impl Engine {
         config.validate()?;
         Ok(Engine {
             config,
+            registry_lock: Mutex::new(()),
             repos: Mutex::new(HashMap::new()),
             embedder: OnceLock::new(),
             cache: OnceLock::new(),
@@ -437,6 +441,165 @@ impl Engine {
         ingest::forget(&target, &current, &name)
     }
 
+    /// The stable id of a repository: its index directory's name (`<name>-<hash of root>`).
+    pub fn repository_id(&self, root: &Path) -> String {
+        self.repo_dir(root)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Adds a repository to the registry (idempotent); returns its canonical root.
+    pub fn register(&self, path: &Path) -> Result<PathBuf> {
+        if !path.is_absolute() {
+            return Err(Error::invalid(format!(
+                "path {:?}: must be absolute (a path on the server)",
+                path.display()
+            )));
+        }
+        let root = Self::canonical_root(path)?;
+        let _guard = self.registry_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut roots = registry::load(&self.config.data_dir)?;
+        if !roots.contains(&root) {
+            roots.push(root.clone());
+            registry::save(&self.config.data_dir, &roots)?;
+        }
+        Ok(root)
+    }
+
+    /// Every registered repository's root, sorted.
+    pub fn repositories(&self) -> Result<Vec<PathBuf>> {
+        registry::load(&self.config.data_dir)
+    }
+
+    /// Finds a registered repository by id or root path.
+    pub fn find_repository(&self, name: &str) -> Result<PathBuf> {
+        if name.is_empty() {
+            return Err(Error::invalid("repository: must not be empty"));
+        }
+        let roots = self.repositories()?;
+        if let Some(root) = roots.iter().find(|r| self.repository_id(r) == name) {
+            return Ok(root.clone());
+        }
+        let path = Path::new(name);
+        if path.is_absolute()
+            && let Ok(root) = path.canonicalize()
+            && roots.contains(&root)
+        {
+            return Ok(root);
+        }
+        Err(Error::NotFound(format!(
+            "repository {name:?} is not registered (register it, or reindex its path)"
+        )))
+    }
+
+    /// Removes a repository from the registry and deletes its index (not the repository).
+    pub fn unregister(&self, name: &str) -> Result<PathBuf> {
+        let root = self.find_repository(name)?;
+        let dir = self.repo_dir(&root);
+        let _writer = lock::lock(&dir)?;
+        {
+            let _guard = self.registry_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut roots = registry::load(&self.config.data_dir)?;
+            roots.retain(|r| r != &root);
+            registry::save(&self.config.data_dir, &roots)?;
+        }
+        self.repos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&root);
+        for sub in [
+            "lexical",
+            "vectors.redb",
+            "vectors.usearch",
+            "vectors.pending",
+            "pending",
+        ] {
+            let p = dir.join(sub);
+            let removed = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(Error::io(&p, e));
+            }
+        }
+        Ok(root)
+    }
+
+    /// Lines `start..=end` (1-based; 0 = first / last) of one file of a ref: from the ref's
+    /// indexed commit in git, from disk for `worktree`. The path is checked before anything
+    /// is read: relative, no `..`, no NUL, not a secret-bearing name, and (on disk) not
+    /// leading outside the repository through a link.
+    pub fn read_span(
+        &self,
+        path: &Path,
+        ref_name: Option<&str>,
+        rel: &str,
+        lines: (usize, usize),
+    ) -> Result<SpanText> {
+        check_relative_path(rel)?;
+        let snapshot = self.snapshot_of(path, ref_name)?;
+        let (repo, _) = self.repo(path, false)?;
+        let state = snapshot.ref_state().ok_or_else(|| {
+            Error::FailedPrecondition(format!("{} is not indexed yet", repo.root.display()))
+        })?;
+        let bytes = match &state.commit {
+            Some(commit) => git::show_file(&repo.root, commit, rel).ok_or_else(|| {
+                Error::NotFound(format!("{rel:?} is not in {} at {commit}", state.name))
+            })?,
+            None => {
+                let full = repo.root.join(rel);
+                let real = full
+                    .canonicalize()
+                    .map_err(|_| Error::NotFound(format!("{rel:?} does not exist")))?;
+                if !real.starts_with(&repo.root) {
+                    return Err(Error::invalid(format!(
+                        "path {rel:?}: leads outside the repository"
+                    )));
+                }
+                std::fs::read(&real).map_err(|e| Error::io(&real, e))?
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let all: Vec<&str> = text.lines().collect();
+        let total = all.len();
+        let start = lines.0.max(1);
+        let mut end = if lines.1 == 0 {
+            total
+        } else {
+            lines.1.min(total)
+        };
+        if start > end.max(1) || (total > 0 && start > total) {
+            return Err(Error::invalid(format!(
+                "lines {start}..{}: outside the file's {total} lines",
+                lines.1
+            )));
+        }
+        let truncated = end + 1 - start.min(end + 1) > MAX_SPAN_LINES;
+        if truncated {
+            end = start + MAX_SPAN_LINES - 1;
+        }
+        let body = if total == 0 {
+            String::new()
+        } else {
+            all[start - 1..end].join("\n")
+        };
+        Ok(SpanText {
+            path: rel.to_string(),
+            ref_name: state.name.clone(),
+            commit: state.commit.clone(),
+            start_line: start,
+            end_line: end,
+            total_lines: total,
+            text: body,
+            truncated,
+        })
+    }
+
     /// A read snapshot of a repository's default ref.
     pub fn snapshot(&self, path: &Path) -> Result<Snapshot> {
         self.snapshot_of(path, None)
@@ -711,6 +874,45 @@ impl Engine {
             dense_coverage: coverage(vectors, all),
         })
     }
+}
+
+/// Most lines one `read_span` returns.
+pub const MAX_SPAN_LINES: usize = 2000;
+
+/// Lines of one file, and where they come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanText {
+    pub path: String,
+    pub ref_name: String,
+    pub commit: Option<String>,
+    pub start_line: usize,
+    pub end_line: usize,
+    pub total_lines: usize,
+    pub text: String,
+    pub truncated: bool,
+}
+
+/// Rejects a repository-relative path that could name something outside the repository or
+/// a secret: empty, absolute, `..`, NUL, backslashes, secret-bearing names.
+pub fn check_relative_path(rel: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::invalid(format!("path {rel:?}: {why}")));
+    if rel.is_empty() {
+        return bad("must not be empty");
+    }
+    if rel.contains('\0') {
+        return bad("contains NUL");
+    }
+    if rel.starts_with('/') || rel.contains('\\') || Path::new(rel).is_absolute() {
+        return bad("must be relative to the repository root, with `/` separators");
+    }
+    if rel.split('/').any(|part| part == "..") {
+        return bad("must not contain `..`");
+    }
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if crate::source::classify::is_secret_file(name) {
+        return bad("secret-bearing files are never served");
+    }
+    Ok(())
 }
 
 fn coverage(vectors: u64, chunks: u64) -> f64 {

@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod index;
 pub mod ingest;
 pub mod model;
+pub mod registry;
 pub mod retrieve;
 pub mod server;
 pub mod source;

@@ -4,6 +4,7 @@ mod chunks;
 mod cli;
 mod crash;
 mod embed;
+mod grpc;
 mod hooks;
 mod http_embed;
 mod hybrid;

@@ -1,0 +1,449 @@
+//! The gRPC service (`codectx.v1.CodeContext`): thin handlers that turn wire requests into
+//! `Engine` calls on the blocking pool and engine answers into wire messages. Errors become
+//! gRPC statuses in one place (`status`). Health and reflection (v1 and v1alpha) are served
+//! beside it.
+
+use super::status::{blocking, to_status};
+use crate::engine::{Engine, IndexOptions, Progress, RepoStatus};
+use crate::error::{Error, Result};
+use crate::index::manifest::RefState;
+use crate::model::Language;
+use crate::retrieve::{SearchMode, SearchRequest};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// The generated API.
+pub mod pb {
+    tonic::include_proto!("codectx.v1");
+    /// For server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("codectx_v1_descriptor");
+}
+
+use pb::code_context_server::{CodeContext, CodeContextServer};
+
+/// Largest request the server decodes, and largest answer it encodes.
+const MAX_DECODE_BYTES: usize = 4 * 1024 * 1024;
+const MAX_ENCODE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Longest a unary call may run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Requests served at once per connection; more wait (bounded by HTTP/2 stream limits).
+const CONCURRENCY_PER_CONNECTION: usize = 64;
+
+/// New chunks embedded before a reindex's commit (as the CLI does).
+const EMBED_BEFORE_COMMIT: usize = 2048;
+
+/// The service over one engine.
+pub struct Service {
+    engine: Arc<Engine>,
+}
+
+impl Service {
+    pub fn new(engine: Arc<Engine>) -> Service {
+        Service { engine }
+    }
+}
+
+fn opt(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn ref_status(r: &RefState) -> pb::RefStatus {
+    pb::RefStatus {
+        name: r.name.clone(),
+        commit: r.commit.clone().unwrap_or_default(),
+        files: r.files,
+        chunks: r.chunks,
+        skipped_files: r.skipped,
+        indexed_at: r.indexed_at,
+        indexed_dirty: r.dirty,
+    }
+}
+
+fn repository(engine: &Engine, root: &Path, status: Option<&RepoStatus>) -> pb::Repository {
+    pb::Repository {
+        id: engine.repository_id(root),
+        root: root.display().to_string(),
+        refs: status
+            .map(|s| s.refs.iter().map(ref_status).collect())
+            .unwrap_or_default(),
+        default_ref: status
+            .and_then(|s| s.indexed.as_ref())
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// A repository's status, or `None` when it was never indexed.
+fn status_if_indexed(engine: &Engine, root: &Path) -> Result<Option<RepoStatus>> {
+    match engine.status(root) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == crate::error::ErrorKind::FailedPrecondition => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The repository a request names: registered id or path; for reindexing, an absolute
+/// path not yet registered is registered.
+fn resolve(engine: &Engine, name: &str, register: bool) -> Result<PathBuf> {
+    match engine.find_repository(name) {
+        Ok(root) => Ok(root),
+        Err(e) if register && e.kind() == crate::error::ErrorKind::NotFound => {
+            engine.register(Path::new(name))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn mode(m: i32) -> Result<SearchMode> {
+    match pb::SearchMode::try_from(m) {
+        Ok(pb::SearchMode::Unspecified | pb::SearchMode::Hybrid) => Ok(SearchMode::Hybrid),
+        Ok(pb::SearchMode::Lexical) => Ok(SearchMode::Lexical),
+        Ok(pb::SearchMode::Dense) => Ok(SearchMode::Dense),
+        Err(_) => Err(Error::invalid(format!("mode: unknown value {m}"))),
+    }
+}
+
+/// Sends progress to the stream, at most every 1% (and at each phase's start and end).
+struct StreamProgress {
+    tx: mpsc::Sender<Result<pb::ReindexProgress, Status>>,
+    state: std::sync::Mutex<(String, u64, u64, u64)>,
+}
+
+impl StreamProgress {
+    fn send(&self, phase: &str, done: u64, total: u64) {
+        let _ = self.tx.blocking_send(Ok(pb::ReindexProgress {
+            phase: phase.to_string(),
+            done,
+            total,
+            summary: None,
+        }));
+    }
+}
+
+impl Progress for StreamProgress {
+    fn start(&self, phase: &str, total: u64) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (phase.to_string(), 0, total, 0);
+        self.send(phase, 0, total);
+    }
+    fn advance(&self, n: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.1 += n;
+        let step = (s.2 / 100).max(1);
+        if s.1 - s.3 >= step {
+            s.3 = s.1;
+            let (phase, done, total) = (s.0.clone(), s.1, s.2);
+            drop(s);
+            self.send(&phase, done, total);
+        }
+    }
+    fn finish(&self) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.send(&s.0, s.1, s.2);
+    }
+}
+
+#[tonic::async_trait]
+impl CodeContext for Service {
+    async fn register_repository(
+        &self,
+        request: Request<pb::RegisterRepositoryRequest>,
+    ) -> Result<Response<pb::Repository>, Status> {
+        let path = request.into_inner().path;
+        let engine = Arc::clone(&self.engine);
+        blocking(move || {
+            if path.is_empty() {
+                return Err(Error::invalid("path: must not be empty"));
+            }
+            let root = engine.register(Path::new(&path))?;
+            let status = status_if_indexed(&engine, &root)?;
+            Ok(repository(&engine, &root, status.as_ref()))
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_repositories(
+        &self,
+        _request: Request<pb::ListRepositoriesRequest>,
+    ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
+        let engine = Arc::clone(&self.engine);
+        blocking(move || {
+            let mut repositories = Vec::new();
+            for root in engine.repositories()? {
+                let status = status_if_indexed(&engine, &root).unwrap_or(None);
+                repositories.push(repository(&engine, &root, status.as_ref()));
+            }
+            Ok(pb::ListRepositoriesResponse { repositories })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn remove_repository(
+        &self,
+        request: Request<pb::RemoveRepositoryRequest>,
+    ) -> Result<Response<pb::RemoveRepositoryResponse>, Status> {
+        let name = request.into_inner().repository;
+        let engine = Arc::clone(&self.engine);
+        blocking(move || {
+            engine
+                .unregister(&name)
+                .map(|_| pb::RemoveRepositoryResponse {})
+        })
+        .await
+        .map(Response::new)
+    }
+
+    type ReindexStream = ReceiverStream<Result<pb::ReindexProgress, Status>>;
+
+    async fn reindex(
+        &self,
+        request: Request<pb::ReindexRequest>,
+    ) -> Result<Response<Self::ReindexStream>, Status> {
+        let req = request.into_inner();
+        let engine = Arc::clone(&self.engine);
+        let root = {
+            let engine = Arc::clone(&engine);
+            let name = req.repository.clone();
+            blocking(move || resolve(&engine, &name, true)).await?
+        };
+        let (tx, rx) = mpsc::channel(64);
+        tokio::task::spawn_blocking(move || {
+            let progress = StreamProgress {
+                tx: tx.clone(),
+                state: std::sync::Mutex::new((String::new(), 0, 0, 0)),
+            };
+            let options = IndexOptions {
+                ref_name: opt(req.r#ref),
+                worktree: req.worktree,
+                force: req.force,
+                embed_before_commit: if req.no_embed { 0 } else { EMBED_BEFORE_COMMIT },
+            };
+            let result = engine
+                .index_with(&root, &options, &progress)
+                .map(|report| {
+                    // What was not embedded before the commit is embedded now.
+                    let behind = engine.dense_coverage(&root).is_ok_and(|c| c < 1.0);
+                    let mut note = report.embed_deferred.clone().unwrap_or_default();
+                    if !req.no_embed
+                        && behind
+                        && let Err(e) = engine.embed(&root, &progress)
+                    {
+                        note = format!("embedding skipped, search stays lexical: {e}");
+                    }
+                    let coverage = engine.dense_coverage(&root).unwrap_or(0.0);
+                    (report, coverage, note)
+                });
+            let message = match result {
+                Ok((r, coverage, embed_note)) => Ok(pb::ReindexProgress {
+                    phase: "done".into(),
+                    done: r.files_chunked,
+                    total: r.files_chunked,
+                    summary: Some(pb::ReindexSummary {
+                        r#ref: r.ref_name,
+                        commit: r.commit.unwrap_or_default(),
+                        previous_commit: r.previous_commit.unwrap_or_default(),
+                        plan: serde_json::to_value(r.plan)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        files_added: r.changes.added,
+                        files_modified: r.changes.modified,
+                        files_deleted: r.changes.deleted,
+                        files_renamed: r.changes.renamed,
+                        files_chunked: r.files_chunked,
+                        files_indexed: r.files_indexed,
+                        files_skipped: r.files_skipped,
+                        chunks: r.chunks,
+                        chunks_added: r.chunks_added,
+                        chunks_removed: r.chunks_removed,
+                        vectors_added: r.vectors_added,
+                        seconds: r.seconds,
+                        dense_coverage: coverage,
+                        embed_note,
+                    }),
+                }),
+                Err(e) => Err(to_status(e)),
+            };
+            let _ = tx.blocking_send(message);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let name = request.into_inner().repository;
+        let engine = Arc::clone(&self.engine);
+        blocking(move || {
+            let root = resolve(&engine, &name, false)?;
+            let s = engine.status(&root)?;
+            Ok(pb::StatusResponse {
+                repository: Some(repository(&engine, &root, Some(&s))),
+                current_head: s.current_head.clone().unwrap_or_default(),
+                stale: s.stale,
+                dirty_now: s.dirty_now,
+                chunks: s.chunks,
+                stored_chunks: s.stored_chunks,
+                vectors: s.vectors,
+                dense_coverage: s.dense_coverage,
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let req = request.into_inner();
+        let engine = Arc::clone(&self.engine);
+        blocking(move || {
+            let root = resolve(&engine, &req.repository, false)?;
+            let language = match opt(req.language) {
+                Some(l) => Some(
+                    Language::parse(&l)
+                        .ok_or_else(|| Error::invalid(format!("language: unknown {l:?}")))?,
+                ),
+                None => None,
+            };
+            let search = SearchRequest {
+                query: req.query,
+                k: if req.k == 0 { 10 } else { req.k as usize },
+                language,
+                path_glob: opt(req.path_glob),
+                mode: mode(req.mode)?,
+                fusion: Default::default(),
+                ref_name: opt(req.r#ref),
+            };
+            let r = engine.search(&root, &search)?;
+            Ok(pb::SearchResponse {
+                repository: engine.repository_id(&root),
+                r#ref: r.ref_name.unwrap_or_default(),
+                commit: r.commit.unwrap_or_default(),
+                indexed_dirty: r.indexed_dirty,
+                degraded: r.degraded.unwrap_or_default(),
+                dense_coverage: r.dense_coverage.unwrap_or(-1.0),
+                hits: r
+                    .hits
+                    .into_iter()
+                    .map(|h| pb::SearchHit {
+                        rank: h.rank as u32,
+                        score: h.score,
+                        lexical_rank: h.lexical_rank.unwrap_or(0) as u32,
+                        dense_rank: h.dense_rank.unwrap_or(0) as u32,
+                        chunk: Some(pb::Chunk {
+                            id: h.chunk.id,
+                            path: h.chunk.path,
+                            language: h.chunk.language.name().to_string(),
+                            kind: h.chunk.kind.name().to_string(),
+                            symbol: h.chunk.symbol,
+                            scope: h.chunk.scope,
+                            signature: h.chunk.signature,
+                            doc: h.chunk.doc,
+                            start_line: h.chunk.span.start_line as u32,
+                            end_line: h.chunk.span.end_line as u32,
+                            content: h.chunk.content,
+                        }),
+                    })
+                    .collect(),
+                files: r
+                    .files
+                    .into_iter()
+                    .map(|f| pb::FileHit {
+                        path: f.path,
+                        score: f.score,
+                        hits: f.chunks as u32,
+                    })
+                    .collect(),
+                took_ms: r.took_ms,
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn read_span(
+        &self,
+        request: Request<pb::ReadSpanRequest>,
+    ) -> Result<Response<pb::ReadSpanResponse>, Status> {
+        let req = request.into_inner();
+        let engine = Arc::clone(&self.engine);
+        blocking(move || {
+            let root = resolve(&engine, &req.repository, false)?;
+            let span = engine.read_span(
+                &root,
+                opt(req.r#ref).as_deref(),
+                &req.path,
+                (req.start_line as usize, req.end_line as usize),
+            )?;
+            Ok(pb::ReadSpanResponse {
+                path: span.path,
+                r#ref: span.ref_name,
+                commit: span.commit.unwrap_or_default(),
+                start_line: span.start_line as u32,
+                end_line: span.end_line as u32,
+                total_lines: span.total_lines as u32,
+                text: span.text,
+                truncated: span.truncated,
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+}
+
+/// Serves the API, health and reflection on `listener` until `shutdown` resolves; then
+/// health turns NOT_SERVING and in-flight requests finish before it returns.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<CodeContextServer<Service>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let service = CodeContextServer::new(Service::new(engine))
+        .max_decoding_message_size(MAX_DECODE_BYTES)
+        .max_encoding_message_size(MAX_ENCODE_BYTES);
+    let drain = async move {
+        shutdown.await;
+        // Tell load balancers first, then stop accepting and let in-flight calls finish.
+        reporter
+            .set_not_serving::<CodeContextServer<Service>>()
+            .await;
+    };
+    tonic::transport::Server::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            drain,
+        )
+        .await
+        .map_err(|e| Error::Unavailable(format!("gRPC server: {e}")))
+}

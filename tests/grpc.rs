@@ -1,0 +1,362 @@
+//! The gRPC service end to end: a real server on a loopback port, a tonic client, every
+//! method, the error codes, path traversal attempts, health and reflection.
+
+use crate::support::{engine, fixture_repo, write};
+use codectx::server::grpc::{self, pb};
+use pb::code_context_client::CodeContextClient;
+use std::sync::Arc;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<codectx::Result<()>>>,
+}
+
+async fn start(engine: codectx::Engine) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(grpc::serve(Arc::new(engine), listener, async {
+        let _ = rx.await;
+    }));
+    Server {
+        addr,
+        stop: Some(tx),
+        done: Some(done),
+    }
+}
+
+async fn client(server: &Server) -> CodeContextClient<Channel> {
+    CodeContextClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap()
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(status) => {
+            assert!(!status.message().is_empty(), "a status names the reason");
+            status.code()
+        }
+    }
+}
+
+fn search(repo: &str, query: &str) -> pb::SearchRequest {
+    pb::SearchRequest {
+        repository: repo.to_string(),
+        query: query.to_string(),
+        mode: pb::SearchMode::Lexical as i32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn every_method_over_loopback_with_its_error_codes() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let repo = fixture_repo();
+        let root = repo.path().canonicalize().unwrap();
+        let root_s = root.to_str().unwrap().to_string();
+        let (engine, _data) = engine();
+        let mut server = start(engine).await;
+        let mut c = client(&server).await;
+
+        // Register: relative and missing paths are refused; a real one is idempotent.
+        let relative = pb::RegisterRepositoryRequest {
+            path: "some/dir".into(),
+        };
+        assert_eq!(
+            code(c.register_repository(relative).await),
+            Code::InvalidArgument
+        );
+        let missing = pb::RegisterRepositoryRequest {
+            path: "/no/such/dir".into(),
+        };
+        assert_eq!(code(c.register_repository(missing).await), Code::NotFound);
+        let reg = pb::RegisterRepositoryRequest {
+            path: root_s.clone(),
+        };
+        let repo_msg = c
+            .register_repository(reg.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(repo_msg.root, root_s);
+        assert!(repo_msg.refs.is_empty());
+        c.register_repository(reg).await.unwrap();
+        let listed = c
+            .list_repositories(pb::ListRepositoriesRequest {})
+            .await
+            .unwrap();
+        assert_eq!(listed.into_inner().repositories.len(), 1);
+        let id = repo_msg.id.clone();
+
+        // Not indexed yet.
+        assert_eq!(
+            code(c.search(search(&id, "ring")).await),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            code(
+                c.status(pb::StatusRequest {
+                    repository: id.clone()
+                })
+                .await
+            ),
+            Code::FailedPrecondition
+        );
+
+        // Reindex streams progress and ends with the summary.
+        let mut stream = c
+            .reindex(pb::ReindexRequest {
+                repository: id.clone(),
+                no_embed: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut messages = Vec::new();
+        while let Some(m) = stream.next().await {
+            messages.push(m.unwrap());
+        }
+        assert!(messages.len() >= 2, "{messages:?}");
+        assert!(messages.iter().any(|m| m.phase == "indexing"));
+        let summary = messages
+            .last()
+            .unwrap()
+            .summary
+            .clone()
+            .expect("summary last");
+        assert_eq!(summary.files_indexed, 15);
+        assert_eq!(summary.plan, "full");
+        assert_eq!(summary.r#ref, "refs/heads/main");
+
+        let status = c
+            .status(pb::StatusRequest {
+                repository: root_s.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let r = status.repository.unwrap();
+        assert_eq!(r.default_ref, "refs/heads/main");
+        assert_eq!(r.refs.len(), 1);
+        assert!(!status.stale);
+
+        // Search, by id and by path; filters; errors name the field.
+        let found = c
+            .search(search(&id, "ring_write"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(found.r#ref, "refs/heads/main");
+        assert_eq!(found.commit, summary.commit);
+        let hit = &found.hits[0];
+        let chunk = hit.chunk.as_ref().unwrap();
+        assert_eq!(chunk.path, "sample.c");
+        assert!(chunk.start_line >= 1 && chunk.end_line >= chunk.start_line);
+        assert_eq!(hit.lexical_rank, 1);
+        assert!(!found.files.is_empty());
+        let mut by_lang = search(&root_s, "function");
+        by_lang.language = "python".into();
+        let hits = c.search(by_lang).await.unwrap().into_inner().hits;
+        assert!(
+            hits.iter()
+                .all(|h| h.chunk.as_ref().unwrap().language == "python")
+        );
+        let status = c.search(search(&id, "  ")).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("query"), "{}", status.message());
+        let mut too_many = search(&id, "ring");
+        too_many.k = 5000;
+        assert_eq!(code(c.search(too_many).await), Code::InvalidArgument);
+        let mut bad_lang = search(&id, "ring");
+        bad_lang.language = "klingon".into();
+        assert_eq!(code(c.search(bad_lang).await), Code::InvalidArgument);
+        let mut bad_mode = search(&id, "ring");
+        bad_mode.mode = 42;
+        assert_eq!(code(c.search(bad_mode).await), Code::InvalidArgument);
+        assert_eq!(
+            code(c.search(search("nope-123", "ring")).await),
+            Code::NotFound
+        );
+        assert_eq!(
+            code(c.search(search("", "ring")).await),
+            Code::InvalidArgument
+        );
+        let mut bad_ref = search(&id, "ring");
+        bad_ref.r#ref = "no-such-branch".into();
+        assert_eq!(code(c.search(bad_ref).await), Code::NotFound);
+
+        // ReadSpan: lines of the indexed commit; traversal attempts never read anything.
+        let span = c
+            .read_span(pb::ReadSpanRequest {
+                repository: id.clone(),
+                path: chunk.path.clone(),
+                start_line: chunk.start_line,
+                end_line: chunk.end_line,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(span.text.contains("ring_write"), "{}", span.text);
+        assert_eq!(span.commit, summary.commit);
+        assert_eq!(
+            span.end_line - span.start_line,
+            chunk.end_line - chunk.start_line
+        );
+        let read = |path: &str, r#ref: &str| pb::ReadSpanRequest {
+            repository: id.clone(),
+            r#ref: r#ref.to_string(),
+            path: path.to_string(),
+            ..Default::default()
+        };
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "a/../../x",
+            "a\0b",
+            "",
+            ".env",
+            "sub\\..\\x",
+        ] {
+            assert_eq!(
+                code(c.read_span(read(bad, "")).await),
+                Code::InvalidArgument,
+                "{bad:?}"
+            );
+        }
+        // Percent-encoding is not decoded: it names a file that does not exist.
+        assert_eq!(
+            code(c.read_span(read("%2e%2e/etc/passwd", "")).await),
+            Code::NotFound
+        );
+        assert_eq!(
+            code(c.read_span(read("no_such_file.rs", "")).await),
+            Code::NotFound
+        );
+        // On disk (the worktree ref), a link that leads outside is refused.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc/hostname", root.join("escape.txt")).unwrap();
+            write(&root, "local.txt", "on disk only\n");
+            let mut stream = c
+                .reindex(pb::ReindexRequest {
+                    repository: id.clone(),
+                    worktree: true,
+                    no_embed: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            while let Some(m) = stream.next().await {
+                m.unwrap();
+            }
+            let ok = c.read_span(read("local.txt", "worktree")).await.unwrap();
+            assert_eq!(ok.into_inner().text, "on disk only");
+            let escaped = c
+                .read_span(read("escape.txt", "worktree"))
+                .await
+                .unwrap_err();
+            assert_eq!(escaped.code(), Code::InvalidArgument);
+            assert!(
+                escaped.message().contains("outside"),
+                "{}",
+                escaped.message()
+            );
+        }
+
+        // Remove: the index goes, the repository stays.
+        c.remove_repository(pb::RemoveRepositoryRequest {
+            repository: id.clone(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(code(c.search(search(&id, "ring")).await), Code::NotFound);
+        assert!(root.join("sample.c").exists());
+
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn health_flips_on_shutdown_and_reflection_lists_the_services() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (engine, _data) = engine();
+        let mut server = start(engine).await;
+        let channel = Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+
+        // Reflection (v1) lists the API and health.
+        let mut reflection = ServerReflectionClient::new(channel.clone());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected reflection answer {answer:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"codectx.v1.CodeContext".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_string()),
+            "{names:?}"
+        );
+        drop(answers);
+
+        // Health: SERVING, then NOT_SERVING as soon as shutdown begins.
+        let mut health = HealthClient::new(channel);
+        let service = "codectx.v1.CodeContext".to_string();
+        let now = health
+            .check(HealthCheckRequest {
+                service: service.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(now.status, ServingStatus::Serving as i32);
+        let mut watch = health
+            .watch(HealthCheckRequest { service })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            watch.next().await.unwrap().unwrap().status,
+            ServingStatus::Serving as i32
+        );
+        server.stop.take().unwrap().send(()).unwrap();
+        let next = watch.next().await.unwrap().unwrap();
+        assert_eq!(next.status, ServingStatus::NotServing as i32);
+        drop(watch);
+        drop(health);
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}
