@@ -102,6 +102,10 @@ pub enum Command {
         /// last indexed from the checkout.
         #[arg(long = "ref", value_name = "REF")]
         ref_name: Option<String>,
+        /// Ask a running `codectx serve` (e.g. `http://127.0.0.1:50051`) instead of opening
+        /// the index here; the repository must be registered there.
+        #[arg(long, env = "CODECTX_SERVER")]
+        server: Option<String>,
     },
     /// Remove an indexed ref (a deleted branch, a closed pull request): its chunks and
     /// vectors go unless another ref shares them.
@@ -296,7 +300,11 @@ fn run(cli: Cli) -> crate::Result<()> {
             mode,
             json,
             ref_name,
+            server,
         } => {
+            if let Some(url) = server {
+                return remote_search(&url, &repo, query, k, lang, path, &mode, ref_name, json);
+            }
             let mode = SearchMode::parse(&mode).ok_or_else(|| {
                 Error::invalid(format!(
                     "--mode {mode:?}: expected lexical, dense or hybrid"
@@ -404,6 +412,89 @@ fn run(cli: Cli) -> crate::Result<()> {
         }
         Command::Bench { which } => crate::bench::run(which, config),
     }
+}
+
+/// `codectx search --server URL`: the same question over gRPC.
+#[allow(clippy::too_many_arguments)]
+fn remote_search(
+    url: &str,
+    repo: &std::path::Path,
+    query: String,
+    k: usize,
+    lang: Option<String>,
+    path: Option<String>,
+    mode: &str,
+    ref_name: Option<String>,
+    json: bool,
+) -> crate::Result<()> {
+    use crate::server::grpc::pb;
+    let mode = match mode {
+        "hybrid" => pb::SearchMode::Hybrid,
+        "lexical" => pb::SearchMode::Lexical,
+        "dense" => pb::SearchMode::Dense,
+        other => {
+            return Err(Error::invalid(format!(
+                "--mode {other:?}: expected lexical, dense or hybrid"
+            )));
+        }
+    };
+    let repository = std::path::absolute(repo)
+        .map_err(|e| Error::io(repo, e))?
+        .canonicalize()
+        .map_err(|e| Error::io(repo, e))?;
+    let request = pb::SearchRequest {
+        repository: repository.display().to_string(),
+        query,
+        r#ref: ref_name.unwrap_or_default(),
+        k: k as u32,
+        mode: mode as i32,
+        language: lang.unwrap_or_default(),
+        path_glob: path.unwrap_or_default(),
+    };
+    let r = crate::server::grpc::remote_search(url, request)?;
+    if json {
+        let hits: Vec<serde_json::Value> = r
+            .hits
+            .iter()
+            .map(|h| {
+                let c = h.chunk.clone().unwrap_or_default();
+                serde_json::json!({
+                    "rank": h.rank, "score": h.score, "lexical_rank": h.lexical_rank,
+                    "dense_rank": h.dense_rank, "path": c.path, "start_line": c.start_line,
+                    "end_line": c.end_line, "symbol": c.symbol, "kind": c.kind,
+                    "language": c.language, "content": c.content,
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({
+            "ref": r.r#ref, "commit": r.commit, "degraded": r.degraded,
+            "dense_coverage": r.dense_coverage, "took_ms": r.took_ms, "hits": hits,
+        }));
+    }
+    for h in &r.hits {
+        let c = h.chunk.clone().unwrap_or_default();
+        println!(
+            "{}:{}-{}  {}  [{} {}]  score {:.3}",
+            c.path, c.start_line, c.end_line, c.symbol, c.language, c.kind, h.score
+        );
+        for line in c.content.lines().take(4) {
+            let line: String = line.chars().take(120).collect();
+            println!("    | {line}");
+        }
+    }
+    let degraded = if r.degraded.is_empty() {
+        String::new()
+    } else {
+        format!(" (lexical only: {})", r.degraded)
+    };
+    println!(
+        "{} hits from {url}: {} @ {}{degraded} ({:.1} ms on the server)",
+        r.hits.len(),
+        crate::index::manifest::short_ref(&r.r#ref),
+        r.commit.chars().take(10).collect::<String>(),
+        r.took_ms
+    );
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

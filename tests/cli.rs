@@ -88,3 +88,73 @@ fn bad_input_exits_non_zero_with_a_message() {
         "a/[b",
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn search_through_a_running_server() {
+    use std::io::BufRead;
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let root = repo.path().to_str().unwrap();
+    let out = codectx(data.path(), &["index", root, "--no-embed"]);
+    assert!(out.status.success());
+    let mut server = crate::support::codectx_command(
+        data.path(),
+        &["serve", "--listen", "127.0.0.1:0", "--repo", root],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let addr = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("serving ")
+                .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
+        })
+        .expect("the server prints its address");
+    let url = format!("http://{addr}");
+    let hits = json(&codectx(
+        data.path(),
+        &[
+            "search",
+            "ring_write",
+            "--server",
+            &url,
+            "--repo",
+            root,
+            "--mode",
+            "lexical",
+            "--json",
+        ],
+    ));
+    assert_eq!(hits["hits"][0]["path"], "sample.c", "{hits}");
+    assert_eq!(hits["ref"], "refs/heads/main");
+    // A remote error keeps its exit code: not registered there.
+    let other = tempfile::tempdir().unwrap();
+    let out = codectx(
+        data.path(),
+        &[
+            "search",
+            "x",
+            "--server",
+            &url,
+            "--repo",
+            other.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SIGTERM: the server drains and exits cleanly.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(server.wait().unwrap().success());
+}

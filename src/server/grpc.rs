@@ -226,21 +226,19 @@ impl CodeContext for Service {
                 force: req.force,
                 embed_before_commit: if req.no_embed { 0 } else { EMBED_BEFORE_COMMIT },
             };
-            let result = engine
-                .index_with(&root, &options, &progress)
-                .map(|report| {
-                    // What was not embedded before the commit is embedded now.
-                    let behind = engine.dense_coverage(&root).is_ok_and(|c| c < 1.0);
-                    let mut note = report.embed_deferred.clone().unwrap_or_default();
-                    if !req.no_embed
-                        && behind
-                        && let Err(e) = engine.embed(&root, &progress)
-                    {
-                        note = format!("embedding skipped, search stays lexical: {e}");
-                    }
-                    let coverage = engine.dense_coverage(&root).unwrap_or(0.0);
-                    (report, coverage, note)
-                });
+            let result = engine.index_with(&root, &options, &progress).map(|report| {
+                // What was not embedded before the commit is embedded now.
+                let behind = engine.dense_coverage(&root).is_ok_and(|c| c < 1.0);
+                let mut note = report.embed_deferred.clone().unwrap_or_default();
+                if !req.no_embed
+                    && behind
+                    && let Err(e) = engine.embed(&root, &progress)
+                {
+                    note = format!("embedding skipped, search stays lexical: {e}");
+                }
+                let coverage = engine.dense_coverage(&root).unwrap_or(0.0);
+                (report, coverage, note)
+            });
             let message = match result {
                 Ok((r, coverage, embed_note)) => Ok(pb::ReindexProgress {
                     phase: "done".into(),
@@ -400,6 +398,25 @@ impl CodeContext for Service {
         .await
         .map(Response::new)
     }
+}
+
+/// Asks a running server one search (the CLI's `--server`); its status comes back as our
+/// error kind, so exit codes are the same remotely.
+pub fn remote_search(url: &str, request: pb::SearchRequest) -> Result<pb::SearchResponse> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let mut client = pb::code_context_client::CodeContextClient::connect(url.to_string())
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?;
+        client
+            .search(request)
+            .await
+            .map(Response::into_inner)
+            .map_err(super::status::from_status)
+    })
 }
 
 /// Serves the API, health and reflection on `listener` until `shutdown` resolves; then

@@ -19,6 +19,18 @@ pub fn to_status(e: Error) -> Status {
     }
 }
 
+/// A status from a server as our error (the client side of `to_status`).
+pub fn from_status(s: Status) -> Error {
+    let message = s.message().to_string();
+    match s.code() {
+        tonic::Code::InvalidArgument => Error::InvalidInput(message),
+        tonic::Code::NotFound => Error::NotFound(message),
+        tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
+        tonic::Code::Unavailable => Error::Unavailable(message),
+        code => Error::Internal(format!("{code}: {message}")),
+    }
+}
+
 /// Runs engine work on the blocking pool (never on the async runtime) and maps its error.
 pub async fn blocking<T, F>(f: F) -> Result<T, Status>
 where
