@@ -139,6 +139,12 @@ pub enum Command {
         /// Register these repositories at start (more can be registered over the API).
         #[arg(long = "repo", value_name = "PATH")]
         repos: Vec<PathBuf>,
+        /// Require `authorization: Bearer <token>` on every API call (prefer the variable).
+        #[arg(long, env = "CODECTX_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
+        /// API calls worked on at once; more get RESOURCE_EXHAUSTED at once.
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
     },
     /// Receive GitHub and GitLab push webhooks and reindex the pushed branch of a local
     /// clone (fetched first). Runs until interrupted.
@@ -361,7 +367,12 @@ fn run(cli: Cli) -> crate::Result<()> {
             Ok(())
         }
         Command::Hook { action } => crate::hooks::run(action, &config),
-        Command::Serve { listen, repos } => {
+        Command::Serve {
+            listen,
+            repos,
+            auth_token,
+            max_in_flight,
+        } => {
             let engine = std::sync::Arc::new(Engine::new(config)?);
             for repo in repos {
                 let path = std::path::absolute(&repo).map_err(|e| Error::io(&repo, e))?;
@@ -380,7 +391,11 @@ fn run(cli: Cli) -> crate::Result<()> {
                     .local_addr()
                     .map_err(|e| Error::Unavailable(format!("{listen}: {e}")))?;
                 println!("serving codectx.v1.CodeContext (with health and reflection) on {addr}");
-                crate::server::grpc::serve(engine, listener, shutdown_signal()).await
+                let options = crate::server::grpc::ServeOptions {
+                    auth_token: auth_token.filter(|t| !t.is_empty()),
+                    max_in_flight,
+                };
+                crate::server::grpc::serve(engine, listener, options, shutdown_signal()).await
             })
         }
         Command::Webhooks {
@@ -451,7 +466,10 @@ fn remote_search(
         language: lang.unwrap_or_default(),
         path_glob: path.unwrap_or_default(),
     };
-    let r = crate::server::grpc::remote_search(url, request)?;
+    let token = std::env::var("CODECTX_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let r = crate::server::grpc::remote_search(url, token.as_deref(), request)?;
     if json {
         let hits: Vec<serde_json::Value> = r
             .hits

@@ -16,10 +16,14 @@ struct Server {
 }
 
 async fn start(engine: codectx::Engine) -> Server {
+    start_with(engine, grpc::ServeOptions::default()).await
+}
+
+async fn start_with(engine: codectx::Engine, options: grpc::ServeOptions) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let done = tokio::spawn(grpc::serve(Arc::new(engine), listener, async {
+    let done = tokio::spawn(grpc::serve(Arc::new(engine), listener, options, async {
         let _ = rx.await;
     }));
     Server {
@@ -357,6 +361,131 @@ fn health_flips_on_shutdown_and_reflection_lists_the_services() {
         assert_eq!(next.status, ServingStatus::NotServing as i32);
         drop(watch);
         drop(health);
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn a_token_guards_the_api_but_not_health() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (engine, _data) = engine();
+        let options = grpc::ServeOptions {
+            auth_token: Some("s3cret-token".into()),
+            ..Default::default()
+        };
+        let mut server = start_with(engine, options).await;
+        let mut c = client(&server).await;
+        let list = || tonic::Request::new(pb::ListRepositoriesRequest {});
+        assert_eq!(
+            code(c.list_repositories(list()).await),
+            Code::Unauthenticated
+        );
+        let mut wrong = list();
+        wrong
+            .metadata_mut()
+            .insert("authorization", "Bearer not-it".parse().unwrap());
+        assert_eq!(
+            code(c.list_repositories(wrong).await),
+            Code::PermissionDenied
+        );
+        let mut basic = list();
+        basic
+            .metadata_mut()
+            .insert("authorization", "Basic czNjcmV0".parse().unwrap());
+        assert_eq!(
+            code(c.list_repositories(basic).await),
+            Code::Unauthenticated
+        );
+        let mut right = list();
+        right
+            .metadata_mut()
+            .insert("authorization", "Bearer s3cret-token".parse().unwrap());
+        assert!(c.list_repositories(right).await.is_ok());
+        // Probes need no token.
+        let channel = Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let health = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        assert!(health.is_ok(), "{health:?}");
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn over_the_in_flight_limit_calls_are_refused_at_once() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // More files than the progress stream buffers: an unread reindex stream keeps the
+        // reindex (and its slot) busy until the client reads or hangs up.
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..150 {
+            write(
+                dir.path(),
+                &format!("m{i}.py"),
+                format!("def f{i}():\n    return {i}\n"),
+            );
+        }
+        crate::support::git(dir.path(), &["init", "-q"]);
+        crate::support::git(dir.path(), &["add", "-A"]);
+        crate::support::git(dir.path(), &["commit", "-q", "-m", "many"]);
+        let root = dir
+            .path()
+            .canonicalize()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let (engine, _data) = engine();
+        engine.register(std::path::Path::new(&root)).unwrap();
+        let options = grpc::ServeOptions {
+            max_in_flight: 1,
+            ..Default::default()
+        };
+        let mut server = start_with(engine, options).await;
+        let c = client(&server).await;
+        let mut first = c.clone();
+        let stream = first
+            .reindex(pb::ReindexRequest {
+                repository: root.clone(),
+                no_embed: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut second = c.clone();
+        let shed = second.search(search(&root, "f1")).await.unwrap_err();
+        assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+        assert!(shed.message().contains("retry"), "{}", shed.message());
+        // Reading the stream to its end frees the slot.
+        let messages: Vec<_> = stream.collect().await;
+        assert!(messages.last().unwrap().as_ref().unwrap().summary.is_some());
+        let mut third = c.clone();
+        let mut answered = false;
+        for _ in 0..50 {
+            match third.search(search(&root, "f1")).await {
+                Ok(_) => {
+                    answered = true;
+                    break;
+                }
+                Err(s) if s.code() == Code::ResourceExhausted => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+        assert!(answered, "the slot was never freed");
+        server.stop.take().unwrap().send(()).unwrap();
         server.done.take().unwrap().await.unwrap().unwrap();
     });
 }

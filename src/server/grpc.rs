@@ -39,14 +39,76 @@ const CONCURRENCY_PER_CONNECTION: usize = 64;
 /// New chunks embedded before a reindex's commit (as the CLI does).
 const EMBED_BEFORE_COMMIT: usize = 2048;
 
+/// How the server protects itself and its data.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// When set, every `CodeContext` call must carry `authorization: Bearer <token>`
+    /// (health and reflection stay open for probes and tools).
+    pub auth_token: Option<String>,
+    /// Calls the engine works on at once; more are refused at once with RESOURCE_EXHAUSTED
+    /// rather than queued without bound.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            auth_token: None,
+            max_in_flight: 64,
+        }
+    }
+}
+
 /// The service over one engine.
 pub struct Service {
     engine: Arc<Engine>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Service {
-    pub fn new(engine: Arc<Engine>) -> Service {
-        Service { engine }
+    pub fn new(engine: Arc<Engine>, max_in_flight: usize) -> Service {
+        Service {
+            engine,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
+        }
+    }
+
+    /// A slot for one call, or RESOURCE_EXHAUSTED when all are taken.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted(
+                    "the server is at its in-flight limit; retry with backoff",
+                )
+            })
+    }
+}
+
+/// Checks `authorization: Bearer <token>` in constant time.
+#[derive(Clone)]
+struct Auth(Option<Arc<str>>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(token) = &self.0 else {
+            return Ok(request);
+        };
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match header.and_then(|h| h.strip_prefix("Bearer ")) {
+            None => Err(Status::unauthenticated(
+                "this server requires `authorization: Bearer <token>`",
+            )),
+            Some(given) if super::constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+                Ok(request)
+            }
+            Some(_) => Err(Status::permission_denied(
+                "the bearer token is not accepted",
+            )),
+        }
     }
 }
 
@@ -155,6 +217,7 @@ impl CodeContext for Service {
         &self,
         request: Request<pb::RegisterRepositoryRequest>,
     ) -> Result<Response<pb::Repository>, Status> {
+        let _permit = self.admit()?;
         let path = request.into_inner().path;
         let engine = Arc::clone(&self.engine);
         blocking(move || {
@@ -173,6 +236,7 @@ impl CodeContext for Service {
         &self,
         _request: Request<pb::ListRepositoriesRequest>,
     ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
+        let _permit = self.admit()?;
         let engine = Arc::clone(&self.engine);
         blocking(move || {
             let mut repositories = Vec::new();
@@ -190,6 +254,7 @@ impl CodeContext for Service {
         &self,
         request: Request<pb::RemoveRepositoryRequest>,
     ) -> Result<Response<pb::RemoveRepositoryResponse>, Status> {
+        let _permit = self.admit()?;
         let name = request.into_inner().repository;
         let engine = Arc::clone(&self.engine);
         blocking(move || {
@@ -207,6 +272,7 @@ impl CodeContext for Service {
         &self,
         request: Request<pb::ReindexRequest>,
     ) -> Result<Response<Self::ReindexStream>, Status> {
+        let permit = self.admit()?;
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
         let root = {
@@ -216,6 +282,8 @@ impl CodeContext for Service {
         };
         let (tx, rx) = mpsc::channel(64);
         tokio::task::spawn_blocking(move || {
+            // The slot is held until the reindex is over, not just until the stream opens.
+            let _permit = permit;
             let progress = StreamProgress {
                 tx: tx.clone(),
                 state: std::sync::Mutex::new((String::new(), 0, 0, 0)),
@@ -279,6 +347,7 @@ impl CodeContext for Service {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        let _permit = self.admit()?;
         let name = request.into_inner().repository;
         let engine = Arc::clone(&self.engine);
         blocking(move || {
@@ -303,6 +372,7 @@ impl CodeContext for Service {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
+        let _permit = self.admit()?;
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
         blocking(move || {
@@ -374,6 +444,7 @@ impl CodeContext for Service {
         &self,
         request: Request<pb::ReadSpanRequest>,
     ) -> Result<Response<pb::ReadSpanResponse>, Status> {
+        let _permit = self.admit()?;
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
         blocking(move || {
@@ -402,7 +473,11 @@ impl CodeContext for Service {
 
 /// Asks a running server one search (the CLI's `--server`); its status comes back as our
 /// error kind, so exit codes are the same remotely.
-pub fn remote_search(url: &str, request: pb::SearchRequest) -> Result<pb::SearchResponse> {
+pub fn remote_search(
+    url: &str,
+    token: Option<&str>,
+    request: pb::SearchRequest,
+) -> Result<pb::SearchResponse> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -411,6 +486,13 @@ pub fn remote_search(url: &str, request: pb::SearchRequest) -> Result<pb::Search
         let mut client = pb::code_context_client::CodeContextClient::connect(url.to_string())
             .await
             .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?;
+        let mut request = Request::new(request);
+        if let Some(token) = token {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                Error::invalid("the auth token has characters a header cannot carry")
+            })?;
+            request.metadata_mut().insert("authorization", value);
+        }
         client
             .search(request)
             .await
@@ -424,6 +506,7 @@ pub fn remote_search(url: &str, request: pb::SearchRequest) -> Result<pb::Search
 pub async fn serve(
     engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -438,9 +521,12 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-    let service = CodeContextServer::new(Service::new(engine))
-        .max_decoding_message_size(MAX_DECODE_BYTES)
-        .max_encoding_message_size(MAX_ENCODE_BYTES);
+    let service = tonic::service::interceptor::InterceptedService::new(
+        CodeContextServer::new(Service::new(engine, options.max_in_flight))
+            .max_decoding_message_size(MAX_DECODE_BYTES)
+            .max_encoding_message_size(MAX_ENCODE_BYTES),
+        Auth(options.auth_token.map(Arc::from)),
+    );
     let drain = async move {
         shutdown.await;
         // Tell load balancers first, then stop accepting and let in-flight calls finish.

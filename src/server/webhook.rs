@@ -6,6 +6,7 @@
 //! A request that is not signed right gets 401 and changes nothing: the delivery id is only
 //! remembered, and the job only queued, after the signature checks out.
 
+use super::constant_time_eq;
 use crate::engine::{Engine, IndexOptions, NoProgress};
 use crate::error::{Error, Result};
 use axum::Router;
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -220,16 +221,6 @@ fn reply(status: StatusCode, body: Value) -> Response {
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Equality that takes the same time wherever the inputs differ (and whatever their
-/// lengths): both sides are hashed, then the digests compared without an early exit.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
 }
 
 /// Checks GitHub's `sha256=<hex>` signature of `body` (the MAC's own constant-time check).
