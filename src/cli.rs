@@ -146,6 +146,13 @@ pub enum Command {
         #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
     },
+    /// Serve search, read_span and status as MCP tools over stdio (for Claude Code,
+    /// Cursor and other agents that speak the Model Context Protocol).
+    Mcp {
+        /// The repository tools use when a call names none.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+    },
     /// Receive GitHub and GitLab push webhooks and reindex the pushed branch of a local
     /// clone (fetched first). Runs until interrupted.
     Webhooks {
@@ -367,6 +374,18 @@ fn run(cli: Cli) -> crate::Result<()> {
             Ok(())
         }
         Command::Hook { action } => crate::hooks::run(action, &config),
+        Command::Mcp { repo } => {
+            let engine = std::sync::Arc::new(Engine::new(config)?);
+            let repo = match repo {
+                Some(r) => Some(
+                    std::path::absolute(&r)
+                        .and_then(|p| p.canonicalize())
+                        .map_err(|e| Error::io(&r, e))?,
+                ),
+                None => None,
+            };
+            crate::server::mcp::run_stdio(engine, repo)
+        }
         Command::Serve {
             listen,
             repos,

@@ -8,6 +8,7 @@ mod grpc;
 mod hooks;
 mod http_embed;
 mod hybrid;
+mod mcp;
 mod reindex;
 mod search;
 mod support;

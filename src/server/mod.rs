@@ -4,6 +4,7 @@
 //! gRPC codes in one place.
 
 pub mod grpc;
+pub mod mcp;
 pub mod status;
 pub mod webhook;
 
