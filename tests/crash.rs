@@ -5,10 +5,10 @@
 
 use crate::reindex::{clean_fingerprint, fingerprint};
 use crate::support::{codectx, codectx_command, git, write};
+use codectx::Engine;
 use codectx::config::Config;
 use codectx::index::vectors::{EmbeddedVectorStore, VectorStore};
 use codectx::retrieve::SearchRequest;
-use codectx::{Engine, ErrorKind};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -86,11 +86,10 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn vector_ids(data: &Path, engine: &Engine, root: &Path) -> BTreeSet<String> {
+fn vector_ids(engine: &Engine, root: &Path) -> BTreeSet<String> {
     let path = engine
         .repo_dir(&root.canonicalize().unwrap())
         .join("vectors.redb");
-    let _ = data;
     EmbeddedVectorStore::open_existing(&path)
         .unwrap()
         .map(|s| s.ids().into_iter().collect())
@@ -202,7 +201,7 @@ fn sigkilled_indexers_never_corrupt_the_index() {
             .into_iter()
             .map(|c| c.id)
             .collect();
-        let vectors = vector_ids(data.path(), &engine, root);
+        let vectors = vector_ids(&engine, root);
         let missing = chunk_ids.difference(&vectors).count();
         let orphaned = vectors.difference(&chunk_ids).count();
         assert!(
@@ -215,5 +214,4 @@ fn sigkilled_indexers_never_corrupt_the_index() {
         killed_mid_run * 3 >= iterations,
         "too few kills landed while the indexer ran ({killed_mid_run} of {iterations})"
     );
-    let _ = ErrorKind::NotFound;
 }
