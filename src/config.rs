@@ -90,15 +90,21 @@ pub struct EmbedConfig {
     pub http: Option<HttpEmbedConfig>,
 }
 
+/// Where `scripts/setup` installs the runtime, the model and tools: `$CODECTX_HOME`, or
+/// `~/.cache/codectx`.
+pub fn codectx_home() -> PathBuf {
+    std::env::var_os("CODECTX_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("codectx")))
+        .unwrap_or_else(|| PathBuf::from(".codectx-cache"))
+}
+
 impl Default for EmbedConfig {
-    /// The paths `scripts/setup` installs to, under `$CODECTX_HOME` (default
-    /// `~/.cache/codectx`), overridden by `CODECTX_MODEL_DIR` and `ORT_DYLIB_PATH`.
+    /// The paths `scripts/setup` installs to, under [`codectx_home`], overridden by
+    /// `CODECTX_MODEL_DIR` and `ORT_DYLIB_PATH`.
     fn default() -> Self {
-        let home = std::env::var_os("CODECTX_HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|d| d.join("codectx")))
-            .unwrap_or_else(|| PathBuf::from(".codectx-cache"));
+        let home = codectx_home();
         let env_path = |name: &str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())

@@ -489,3 +489,71 @@ fn over_the_in_flight_limit_calls_are_refused_at_once() {
         server.done.take().unwrap().await.unwrap().unwrap();
     });
 }
+
+/// grpcurl (installed by scripts/setup) lists and calls the API through reflection v1alpha,
+/// the only reflection version it speaks.
+#[test]
+fn grpcurl_lists_and_calls_every_service_through_reflection() {
+    let grpcurl = codectx::config::codectx_home().join("tools/grpcurl");
+    assert!(
+        grpcurl.is_file(),
+        "{} is missing: run ./scripts/setup",
+        grpcurl.display()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let repo = fixture_repo();
+    let root = repo
+        .path()
+        .canonicalize()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (engine, _data) = engine();
+    engine.register(std::path::Path::new(&root)).unwrap();
+    let mut server = runtime.block_on(start(engine));
+    let addr = server.addr.to_string();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&grpcurl)
+            .args(["-plaintext"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "grpcurl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let services = run(&[&addr, "list"]);
+    assert!(services.contains("codectx.v1.CodeContext"), "{services}");
+    assert!(services.contains("grpc.health.v1.Health"), "{services}");
+    let methods = run(&[&addr, "list", "codectx.v1.CodeContext"]);
+    for m in [
+        "RegisterRepository",
+        "ListRepositories",
+        "RemoveRepository",
+        "Reindex",
+        "Status",
+        "Search",
+        "ReadSpan",
+    ] {
+        assert!(methods.contains(m), "{m} missing from {methods}");
+    }
+    let listed = run(&[&addr, "codectx.v1.CodeContext/ListRepositories"]);
+    assert!(listed.contains(&root), "{listed}");
+    let body = format!(r#"{{"repository": "{root}", "noEmbed": true}}"#);
+    let reindexed = run(&["-d", &body, &addr, "codectx.v1.CodeContext/Reindex"]);
+    assert!(reindexed.contains("\"summary\""), "{reindexed}");
+    let body = format!(
+        r#"{{"repository": "{root}", "query": "ring_write", "mode": "SEARCH_MODE_LEXICAL"}}"#
+    );
+    let found = run(&["-d", &body, &addr, "codectx.v1.CodeContext/Search"]);
+    assert!(found.contains("sample.c"), "{found}");
+    server.stop.take().unwrap().send(()).unwrap();
+    runtime
+        .block_on(server.done.take().unwrap())
+        .unwrap()
+        .unwrap();
+}
