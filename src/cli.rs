@@ -19,10 +19,6 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit status for something missing: no such repository, not indexed yet.
 pub const EXIT_NOT_FOUND: i32 = 3;
 
-/// New chunks up to this many are embedded before the lexical commit (a typical commit's
-/// worth); a larger change commits lexically first and embeds behind it.
-const EMBED_BEFORE_COMMIT: usize = 2048;
-
 /// How long a hook-started writer waits for more of a burst before it reads the queue.
 const COALESCE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
 
@@ -245,7 +241,11 @@ fn run(cli: Cli) -> crate::Result<()> {
                 ref_name,
                 worktree,
                 force,
-                embed_before_commit: if no_embed { 0 } else { EMBED_BEFORE_COMMIT },
+                embed_before_commit: if no_embed {
+                    0
+                } else {
+                    crate::ingest::EMBED_BEFORE_COMMIT
+                },
             };
             let reports = if coalesce {
                 match engine.index_coalesced(&path, &options, COALESCE_DEBOUNCE, &progress)? {
@@ -268,12 +268,11 @@ fn run(cli: Cli) -> crate::Result<()> {
             // The lexical index is committed and searchable; what was not embedded before
             // the commit is embedded now, and can be interrupted at any time (each batch is
             // kept).
-            let behind = engine.dense_coverage(&path).is_ok_and(|c| c < 1.0);
-            let embedded = if no_embed || !behind {
+            let embedded = if no_embed {
                 None
             } else {
-                match engine.embed(&path, &progress) {
-                    Ok(r) => Some(r),
+                match engine.embed_behind(&path, &progress) {
+                    Ok(r) => r,
                     Err(e) => {
                         eprintln!("warning: embedding skipped, search stays lexical: {e}");
                         None

@@ -830,6 +830,20 @@ impl Engine {
         Ok((out, coverage(store.len() as u64, chunks)))
     }
 
+    /// Embeds what the last index left behind its commit (a large change commits
+    /// lexically first): runs [`Engine::embed`] only when some chunk has no vector yet;
+    /// `None` when every chunk has one.
+    pub fn embed_behind(
+        &self,
+        path: &Path,
+        progress: &dyn Progress,
+    ) -> Result<Option<EmbedReport>> {
+        if self.dense_coverage(path)? >= 1.0 {
+            return Ok(None);
+        }
+        self.embed(path, progress).map(Some)
+    }
+
     /// The share of the repository's chunk documents (every ref) that have a vector.
     pub fn dense_coverage(&self, path: &Path) -> Result<f64> {
         let (repo, _) = self.repo(path, false)?;

@@ -37,6 +37,11 @@ const RESULTS_AHEAD: usize = 256;
 /// Chunks embedded and committed to the vector store together.
 pub const EMBED_BATCH: usize = 128;
 
+/// The default of [`IndexOptions::embed_before_commit`] for the CLI, the service and the
+/// webhooks: new chunks up to this many (a typical commit's worth) are embedded before the
+/// lexical commit; a larger change commits lexically first and embeds behind it.
+pub const EMBED_BEFORE_COMMIT: usize = 2048;
+
 /// A run with more files to chunk than this writes in bulk mode (no merges meanwhile).
 const BULK_FILES: usize = 1000;
 

@@ -36,9 +36,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Requests served at once per connection; more wait (bounded by HTTP/2 stream limits).
 const CONCURRENCY_PER_CONNECTION: usize = 64;
 
-/// New chunks embedded before a reindex's commit (as the CLI does).
-const EMBED_BEFORE_COMMIT: usize = 2048;
-
 /// How the server protects itself and its data.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -292,15 +289,17 @@ impl CodeContext for Service {
                 ref_name: opt(req.r#ref),
                 worktree: req.worktree,
                 force: req.force,
-                embed_before_commit: if req.no_embed { 0 } else { EMBED_BEFORE_COMMIT },
+                embed_before_commit: if req.no_embed {
+                    0
+                } else {
+                    crate::ingest::EMBED_BEFORE_COMMIT
+                },
             };
             let result = engine.index_with(&root, &options, &progress).map(|report| {
                 // What was not embedded before the commit is embedded now.
-                let behind = engine.dense_coverage(&root).is_ok_and(|c| c < 1.0);
                 let mut note = report.embed_deferred.clone().unwrap_or_default();
                 if !req.no_embed
-                    && behind
-                    && let Err(e) = engine.embed(&root, &progress)
+                    && let Err(e) = engine.embed_behind(&root, &progress)
                 {
                     note = format!("embedding skipped, search stays lexical: {e}");
                 }

@@ -30,9 +30,6 @@ const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 /// Delivery ids remembered for deduplication (oldest forgotten first).
 const DELIVERIES_REMEMBERED: usize = 10_000;
 
-/// New chunks of a pushed commit embedded before its lexical commit (as the CLI does).
-const EMBED_BEFORE_COMMIT: usize = 2048;
-
 /// What the endpoint accepts and where pushed repositories live locally.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookConfig {
@@ -451,7 +448,7 @@ fn run_job(engine: &Engine, job: &Job, after: &str) -> Result<String> {
     fetch(&job.clone, &format!("+{}:{local}", job.pushed_ref))?;
     let options = IndexOptions {
         ref_name: Some(local.clone()),
-        embed_before_commit: EMBED_BEFORE_COMMIT,
+        embed_before_commit: crate::ingest::EMBED_BEFORE_COMMIT,
         ..Default::default()
     };
     engine.index_with(&job.clone, &options, &NoProgress)?;
