@@ -10,11 +10,13 @@ pub mod hooks;
 pub mod index;
 pub mod ingest;
 pub mod model;
+pub mod redact;
 pub mod registry;
 pub mod retrieve;
 pub mod server;
 pub mod source;
 pub mod syntax;
+pub mod tokens;
 
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};

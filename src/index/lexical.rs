@@ -23,7 +23,8 @@ use tantivy::{
 };
 
 /// Bumped whenever the schema or the meaning of a stored field changes; a mismatch rebuilds.
-pub const SCHEMA_VERSION: u32 = 2;
+/// (3: chunk text is redacted of secrets before it is stored.)
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The marker of the one document per index that holds the [`IndexState`].
 const STATE_DOC_ID: &str = "__codectx_state__";
@@ -676,6 +677,49 @@ impl Snapshot {
             }
         }
         Ok(out)
+    }
+
+    /// The chunks that define `name` (exactly, case-sensitively): the main definition of a
+    /// chunk first, then chunks that define it among others; at most `limit`, in index order
+    /// within each group.
+    pub fn definitions(&self, name: &str, limit: usize) -> Result<Vec<Chunk>> {
+        // The tokenizer's first token of an identifier is the whole identifier, lowercased.
+        let Some(whole) = tokenize(name).into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let term = Term::from_field_text(self.fields.symbols, &whole);
+        let query = TermQuery::new(term, IndexRecordOption::Basic);
+        let top_docs = TopDocs::with_limit(limit.saturating_mul(4).max(16)).order_by_score();
+        let top = match self.filter() {
+            Some(m) => self.searcher.search(
+                &query,
+                &FilterCollector::new(
+                    FV_FIELD.to_string(),
+                    move |v: u64| m.versions.contains(&v),
+                    top_docs,
+                ),
+            )?,
+            None => self.searcher.search(&query, &top_docs)?,
+        };
+        let mut main = Vec::new();
+        let mut among = Vec::new();
+        let mut addresses: Vec<_> = top.into_iter().map(|(_, a)| a).collect();
+        addresses.sort();
+        for address in addresses {
+            let doc: TantivyDocument = self.searcher.doc(address)?;
+            let chunk = self.to_chunk(&doc)?;
+            if chunk.symbol == name {
+                main.push(chunk);
+            } else if chunk.symbols.iter().any(|s| s == name) {
+                among.push(chunk);
+            }
+        }
+        main.extend(among);
+        main.truncate(limit);
+        Ok(main)
     }
 
     /// BM25 search; an empty result is not an error, a query without words is.

@@ -21,6 +21,7 @@ use crate::index::manifest::{
 };
 use crate::index::vectors::{EmbeddedVectorStore, VectorPoint, VectorStore};
 use crate::model::Chunk;
+use crate::redact;
 use crate::source::git::BlobReader;
 use crate::source::{SkipReason, Skipped, classify};
 use crate::syntax::{self, Diagnostic};
@@ -106,6 +107,9 @@ pub struct IndexReport {
     pub embed_deferred: Option<String>,
     /// Bytes read by this run.
     pub bytes: u64,
+    /// Secrets replaced by a redaction marker in the files this run chunked (nothing
+    /// indexed, embedded or packed ever holds them).
+    pub secrets_redacted: u64,
     pub seconds: f64,
     /// Set when an unusable old index was replaced.
     pub rebuilt: Option<String>,
@@ -178,6 +182,8 @@ enum FileResult {
         chunks: Vec<Chunk>,
         diagnostics: Vec<Diagnostic>,
         bytes: u64,
+        /// Secrets replaced by a marker before chunking.
+        redacted: u64,
     },
     /// Read and hashed outside git: a version the index already has.
     Known { blob: String, bytes: u64 },
@@ -302,6 +308,7 @@ pub fn run(
         seconds: 0.0,
         rebuilt: None,
         queued: false,
+        secrets_redacted: 0,
     };
     if kind == PlanKind::UpToDate {
         // Only the work tree's state and which ref is the default can have changed: record
@@ -374,8 +381,10 @@ pub fn run(
                         chunks,
                         diagnostics,
                         bytes,
+                        redacted,
                     } => {
                         report.files_chunked += 1;
+                        report.secrets_redacted += redacted;
                         report.bytes += bytes;
                         report.diagnostics.extend(diagnostics);
                         let version = manifest::file_version(&w.path, &blob);
@@ -697,11 +706,14 @@ fn process(
     };
     let name = work.path.rsplit('/').next().unwrap_or(&work.path);
     let language = classify::detect_language(name, &text);
-    let out = syntax::chunk_file(&work.path, language, &text, &config.chunk);
+    // Secrets go before anything else sees the text: chunks, the index, embeddings, packs.
+    let redacted = redact::redact(&text);
+    let out = syntax::chunk_file(&work.path, language, &redacted.text, &config.chunk);
     FileResult::Chunked {
         blob,
         chunks: out.chunks,
         diagnostics: out.diagnostics,
         bytes: bytes.len() as u64,
+        redacted: redacted.count() as u64,
     }
 }

@@ -1,0 +1,333 @@
+//! Secret redaction: gitleaks-style rules plus an entropy check, run locally on every text
+//! before it is chunked (so neither the index, an embedding nor a pack ever holds a secret)
+//! and again on everything a context pack or a span read emits.
+//!
+//! A secret is replaced by `[REDACTED:<rule>]`; a secret spanning lines keeps its line
+//! breaks, so line numbers stay true to the file.
+
+use regex::{Regex, RegexSet};
+use std::sync::OnceLock;
+
+/// The marker every redaction starts with.
+pub const MARKER_PREFIX: &str = "[REDACTED:";
+
+/// One rule: a pattern, and which capture group is the secret (0: the whole match).
+struct Rule {
+    id: &'static str,
+    pattern: &'static str,
+    group: usize,
+    /// The secret must also look random (Shannon entropy in bits per char at least this).
+    min_entropy: f64,
+}
+
+/// The rules, most specific first. Patterns follow gitleaks' default config where it has one.
+const RULES: &[Rule] = &[
+    Rule {
+        id: "private-key",
+        pattern: r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY( BLOCK)?-----[\s\S]*?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY( BLOCK)?-----",
+        group: 0,
+        min_entropy: 0.0,
+    },
+    Rule {
+        id: "aws-access-key-id",
+        pattern: r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "aws-secret-access-key",
+        pattern: r#"(?i)aws_?(?:secret)?_?(?:access)?_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})\b"#,
+        group: 1,
+        min_entropy: 3.5,
+    },
+    Rule {
+        id: "github-token",
+        pattern: r"\b((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "gitlab-token",
+        pattern: r"\b(glpat-[A-Za-z0-9_-]{20,})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "slack-token",
+        pattern: r"\b(xox[baprs]-[0-9A-Za-z-]{10,})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "slack-webhook",
+        pattern: r"(https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/_-]{20,})",
+        group: 1,
+        min_entropy: 0.0,
+    },
+    Rule {
+        id: "stripe-key",
+        pattern: r"\b((?:sk|rk)_(?:test|live|prod)_[0-9a-zA-Z]{10,99})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "google-api-key",
+        pattern: r"\b(AIza[0-9A-Za-z_-]{35})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "anthropic-api-key",
+        pattern: r"\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "openai-api-key",
+        pattern: r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}|sk-[A-Za-z0-9]{48})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "npm-token",
+        pattern: r"\b(npm_[A-Za-z0-9]{36})\b",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "sendgrid-key",
+        pattern: r"\b(SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "azure-storage-key",
+        pattern: r"(?i)AccountKey=([A-Za-z0-9+/]{86}==)",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "jwt",
+        pattern: r"\b(ey[A-Za-z0-9_-]{10,}\.ey[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})",
+        group: 1,
+        min_entropy: 3.0,
+    },
+    Rule {
+        id: "password-in-url",
+        pattern: r#"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@'"]{1,100}:([^\s@/'"]{3,200})@[A-Za-z0-9.-]"#,
+        group: 1,
+        min_entropy: 0.0,
+    },
+    Rule {
+        id: "generic-secret",
+        pattern: r#"(?i)(?:password|passwd|pwd|secret|token|api_?key|apikey|access_?key|auth_?key|credentials?|client_?secret|private_?key)[A-Za-z0-9_-]{0,20}["']?\s*(?::=|=>|==|=|:)\s*[bru]?["']([^"'\s]{8,200})["']"#,
+        group: 1,
+        min_entropy: 2.5,
+    },
+    Rule {
+        id: "high-entropy-string",
+        pattern: r#"["'`]([A-Za-z0-9+/=_-]{32,256})["'`]"#,
+        group: 1,
+        min_entropy: 4.5,
+    },
+];
+
+struct Compiled {
+    set: RegexSet,
+    rules: Vec<Regex>,
+}
+
+fn compiled() -> &'static Compiled {
+    static COMPILED: OnceLock<Compiled> = OnceLock::new();
+    COMPILED.get_or_init(|| Compiled {
+        set: RegexSet::new(RULES.iter().map(|r| r.pattern)).expect("redaction rules compile"),
+        rules: RULES
+            .iter()
+            .map(|r| Regex::new(r.pattern).expect("redaction rule compiles"))
+            .collect(),
+    })
+}
+
+/// Shannon entropy of `s` in bits per character.
+pub fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut n = 0u32;
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+        n += 1;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n as f64;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Values that only look like secrets: placeholders, references, redaction markers.
+fn is_placeholder(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    value.starts_with(MARKER_PREFIX)
+        || value.contains("${")
+        || value.contains("{{")
+        || value.starts_with('<')
+        || value.starts_with('$')
+        || value.starts_with('%')
+        || ["xxxx", "****", "example", "changeme", "placeholder", "your_", "your-"]
+            .iter()
+            .any(|p| lower.contains(p))
+        // Dotted or slashed words (a module path, a file name, a URL) rather than a secret.
+        || (value.contains('.') && value.split('.').all(|w| w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) && !value.starts_with("ey"))
+}
+
+/// What a redaction pass found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redacted {
+    pub text: String,
+    /// Secrets replaced, by rule id, in rule order.
+    pub found: Vec<(&'static str, usize)>,
+}
+
+impl Redacted {
+    pub fn count(&self) -> usize {
+        self.found.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Replaces every secret in `text` by a marker naming its rule. Text with no candidate is
+/// returned unchanged after one multi-pattern scan.
+pub fn redact(text: &str) -> Redacted {
+    let c = compiled();
+    let matched = c.set.matches(text);
+    if !matched.matched_any() {
+        return Redacted {
+            text: text.to_string(),
+            found: Vec::new(),
+        };
+    }
+    let mut out = text.to_string();
+    let mut found = Vec::new();
+    for i in matched.iter() {
+        let rule = &RULES[i];
+        let mut ranges = Vec::new();
+        for caps in c.rules[i].captures_iter(&out) {
+            let Some(m) = caps.get(rule.group) else {
+                continue;
+            };
+            let value = m.as_str();
+            if rule.id != "private-key"
+                && (is_placeholder(value) || entropy(value) < rule.min_entropy)
+            {
+                continue;
+            }
+            ranges.push(m.range());
+        }
+        if ranges.is_empty() {
+            continue;
+        }
+        found.push((rule.id, ranges.len()));
+        let mut next = String::with_capacity(out.len());
+        let mut cursor = 0;
+        for range in ranges {
+            next.push_str(&out[cursor..range.start]);
+            next.push_str(MARKER_PREFIX);
+            next.push_str(rule.id);
+            next.push(']');
+            // Keep the line count so spans and line numbers stay true to the file.
+            for _ in out[range.clone()].matches('\n') {
+                next.push('\n');
+            }
+            cursor = range.end;
+        }
+        next.push_str(&out[cursor..]);
+        out = next;
+    }
+    Redacted { text: out, found }
+}
+
+/// How many redaction markers a text holds.
+pub fn markers_in(text: &str) -> usize {
+    text.matches(MARKER_PREFIX).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{Expect, expect};
+
+    fn check(input: &str, expected: Expect) {
+        let r = redact(input);
+        let rules: Vec<String> = r.found.iter().map(|(id, n)| format!("{id}x{n}")).collect();
+        expected.assert_eq(&format!("{}\n-- {}", r.text, rules.join(" ")));
+    }
+
+    #[test]
+    fn cloud_keys_and_tokens() {
+        check(
+            "AWS_ACCESS_KEY_ID = 'AKIAQYLPMN5HFIQR7XYZ'\naws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq3kX9t2Lb\"\n",
+            expect![[r#"
+                AWS_ACCESS_KEY_ID = '[REDACTED:aws-access-key-id]'
+                aws_secret_access_key = "[REDACTED:aws-secret-access-key]"
+
+                -- aws-access-key-idx1 aws-secret-access-keyx1"#]],
+        );
+        check(
+            "token: ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8\n",
+            expect![[r#"
+                token: [REDACTED:github-token]
+
+                -- github-tokenx1"#]],
+        );
+    }
+
+    #[test]
+    fn private_key_blocks_keep_their_lines() {
+        let input = "let k = \"-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1x\nabc\n-----END RSA PRIVATE KEY-----\";\nnext();\n";
+        let r = redact(input);
+        assert_eq!(r.text.lines().count(), input.lines().count());
+        assert!(r.text.contains("[REDACTED:private-key]"));
+        assert!(!r.text.contains("MIIEpAIBAAKCAQEA1x"));
+        assert!(r.text.ends_with("next();\n"));
+    }
+
+    #[test]
+    fn passwords_in_urls_and_assignments() {
+        check(
+            "DATABASE_URL = \"postgres://admin:s3cr3tP4ss@db.internal:5432/app\"\npassword = \"Tr0ub4dor&3xyz\"\n",
+            expect![[r#"
+                DATABASE_URL = "postgres://admin:[REDACTED:password-in-url]@db.internal:5432/app"
+                password = "[REDACTED:generic-secret]"
+
+                -- password-in-urlx1 generic-secretx1"#]],
+        );
+    }
+
+    #[test]
+    fn code_that_only_looks_like_secrets_is_left_alone() {
+        for text in [
+            "password = \"${DB_PASSWORD}\"\n",
+            "token = \"<your token here>\"\n",
+            "api_key = os.environ[\"API_KEY\"]\n",
+            "password_field = \"user.password\"\n",
+            "def check_password(password: str) -> bool:\n",
+            "const HASH: &str = \"0123456789abcdef0123456789abcdef\";\n",
+            "url = \"https://example.com/path?q=1\"\n",
+            "secret = \"[REDACTED:generic-secret]\"\n",
+        ] {
+            let r = redact(text);
+            assert_eq!(r.text, text, "{:?}", r.found);
+        }
+    }
+
+    #[test]
+    fn entropy_is_bits_per_char() {
+        assert_eq!(entropy(""), 0.0);
+        assert_eq!(entropy("aaaa"), 0.0);
+        assert!((entropy("abcd") - 2.0).abs() < 1e-9);
+    }
+}
