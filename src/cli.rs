@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::engine::{Engine, IndexOptions, IndexReport, Progress, RepoStatus, SearchResponse};
 use crate::error::{Error, ErrorKind};
 use crate::model::Language;
+use crate::retrieve::context::ContextRequest;
 use crate::retrieve::{SearchMode, SearchRequest};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -102,6 +103,37 @@ pub enum Command {
         /// the index here; the repository must be registered there.
         #[arg(long, env = "CODECTX_SERVER")]
         server: Option<String>,
+    },
+    /// Pack the context a task needs under a token budget: convention files, the code a
+    /// stack trace or an identifier names, search hits, and what they use; a Markdown prompt
+    /// section (or JSON with a reason per item).
+    Context {
+        /// The task: an issue, a commit message, a stack trace (`-` reads it from stdin).
+        task: String,
+        /// The repository root.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Tokens the pack may take (counted with --tokenizer).
+        #[arg(long, default_value_t = 8000)]
+        budget: usize,
+        /// cl100k, o200k, or the path of a Hugging Face tokenizer.json.
+        #[arg(long, default_value = "cl100k")]
+        tokenizer: String,
+        /// The search lane: lexical, dense or hybrid.
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// The indexed ref to read; default: the ref last indexed from the checkout.
+        #[arg(long = "ref", value_name = "REF")]
+        ref_name: Option<String>,
+        /// Share of the budget convention files (AGENTS.md, CONVENTIONS.md, ...) may take.
+        #[arg(long, default_value_t = 0.15)]
+        convention_share: f64,
+        /// Leave line numbers out of the code blocks.
+        #[arg(long)]
+        no_line_numbers: bool,
+        /// Print the pack as JSON (items with path, lines, commit, tokens, reasons).
+        #[arg(long)]
+        json: bool,
     },
     /// Remove an indexed ref (a deleted branch, a closed pull request): its chunks and
     /// vectors go unless another ref shares them.
@@ -347,6 +379,58 @@ fn run(cli: Cli) -> crate::Result<()> {
                 print_json(&response)
             } else {
                 print_search(&response);
+                Ok(())
+            }
+        }
+        Command::Context {
+            task,
+            repo,
+            budget,
+            tokenizer,
+            mode,
+            ref_name,
+            convention_share,
+            no_line_numbers,
+            json,
+        } => {
+            let task = if task == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| Error::invalid(format!("reading the task from stdin: {e}")))?;
+                text
+            } else {
+                task
+            };
+            let mode = SearchMode::parse(&mode).ok_or_else(|| {
+                Error::invalid(format!(
+                    "--mode {mode:?}: expected lexical, dense or hybrid"
+                ))
+            })?;
+            let engine = Engine::new(config)?;
+            let mut request = ContextRequest::new(task, budget);
+            request.tokenizer = tokenizer;
+            request.mode = mode;
+            request.ref_name = ref_name;
+            request.options.convention_share = convention_share;
+            request.options.line_numbers = !no_line_numbers;
+            let pack = engine.context(&repo, &request)?;
+            if json {
+                print_json(&pack)
+            } else {
+                print!("{}", pack.markdown);
+                eprintln!(
+                    "{} items, {} of {} tokens ({}), {} candidates left out, {} secrets redacted{}",
+                    pack.items.len(),
+                    pack.tokens_used,
+                    pack.budget,
+                    pack.tokenizer,
+                    pack.left_out,
+                    pack.redacted,
+                    pack.degraded
+                        .as_deref()
+                        .map(|d| format!("; lexical only: {d}"))
+                        .unwrap_or_default()
+                );
                 Ok(())
             }
         }

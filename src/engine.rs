@@ -15,8 +15,10 @@ use crate::ingest::{self, Current, Dense, Target, lock};
 pub use crate::ingest::{IndexOptions, IndexReport, NoProgress, Progress};
 use crate::model::Chunk;
 use crate::registry;
-use crate::retrieve::{self, FileHit, SearchHit, SearchMode, SearchRequest};
+use crate::retrieve::context::{self, ContextPack, ContextRequest};
+use crate::retrieve::{self, FileHit, SearchHit, SearchMode, SearchRequest, task};
 use crate::source::git;
+use crate::tokens::{self, TokenCounter};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -127,6 +129,8 @@ pub struct Engine {
     /// Loaded on first use; a load failure is remembered (and reported) rather than retried.
     embedder: OnceLock<Result<Arc<dyn Embedder>, String>>,
     cache: OnceLock<Result<Arc<EmbeddingCache>, String>>,
+    /// Token counters by name (a Hugging Face tokenizer takes a while to load).
+    counters: Mutex<HashMap<String, Arc<dyn TokenCounter>>>,
 }
 
 impl Engine {
@@ -138,6 +142,7 @@ impl Engine {
             repos: Mutex::new(HashMap::new()),
             embedder: OnceLock::new(),
             cache: OnceLock::new(),
+            counters: Mutex::new(HashMap::new()),
         })
     }
 
@@ -564,7 +569,8 @@ impl Engine {
                 std::fs::read(&real).map_err(|e| Error::io(&real, e))?
             }
         };
-        let text = String::from_utf8_lossy(&bytes);
+        // What a span read returns goes into prompts: secrets are redacted like indexed text.
+        let text = crate::redact::redact(&String::from_utf8_lossy(&bytes)).text;
         let all: Vec<&str> = text.lines().collect();
         let total = all.len();
         let start = lines.0.max(1);
@@ -674,8 +680,89 @@ impl Engine {
         req.validate()?;
         let (repo, _) = self.repo(path, false)?;
         let snapshot = repo.lexical.snapshot(req.ref_name.as_deref())?;
+        self.search_in(&repo, &snapshot, req, started)
+    }
+
+    /// Builds a context pack for a task: see [`crate::retrieve::context`]. The pack never
+    /// exceeds the budget counted with the requested tokenizer, and its text is redacted.
+    pub fn context(&self, path: &Path, req: &ContextRequest) -> Result<ContextPack> {
+        let started = Instant::now();
+        req.validate()?;
+        let counter = self.token_counter(&req.tokenizer)?;
+        let (repo, _) = self.repo(path, false)?;
+        let snapshot = repo.lexical.snapshot(req.ref_name.as_deref())?;
+        let signals = task::read_task(&req.task);
+        let mut search = SearchRequest::new(req.task.clone());
+        search.k = req.options.search_depth;
+        search.mode = req.mode;
+        search.ref_name = req.ref_name.clone();
+        // A task without searchable words still has its other lanes.
+        let (hits, degraded) = match self.search_in(&repo, &snapshot, &search, started) {
+            Ok(r) => (r.hits, r.degraded),
+            Err(Error::InvalidInput(_)) => (Vec::new(), None),
+            Err(e) => return Err(e),
+        };
+        let gathered = context::gather(&snapshot, &signals, &hits, &req.options)?;
+        let candidates = gathered.len();
+        let state = snapshot.ref_state();
+        let repo_name = repo
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let source = context::PackSource {
+            repo_name: &repo_name,
+            ref_name: state.map(|s| s.name.as_str()),
+            commit: state.and_then(|s| s.commit.as_deref()),
+        };
+        let packed = context::pack(
+            gathered,
+            &source,
+            req.budget,
+            counter.as_ref(),
+            &req.options,
+        );
+        Ok(ContextPack {
+            repo_root: repo.root.display().to_string(),
+            ref_name: state.map(|s| s.name.clone()),
+            commit: state.and_then(|s| s.commit.clone()),
+            budget: req.budget,
+            tokenizer: counter.name().to_string(),
+            tokens_used: packed.tokens,
+            redacted: packed
+                .items
+                .iter()
+                .map(|i| crate::redact::markers_in(&i.text))
+                .sum(),
+            items: packed.items,
+            candidates,
+            left_out: packed.left_out,
+            degraded,
+            markdown: packed.markdown,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// A token counter by name, loaded once per engine.
+    pub fn token_counter(&self, spec: &str) -> Result<Arc<dyn TokenCounter>> {
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = counters.get(spec) {
+            return Ok(Arc::clone(c));
+        }
+        let c = tokens::counter(spec)?;
+        counters.insert(spec.to_string(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    fn search_in(
+        &self,
+        repo: &Repo,
+        snapshot: &Snapshot,
+        req: &SearchRequest,
+        started: Instant,
+    ) -> Result<SearchResponse> {
         let paths = match &req.path_glob {
-            Some(glob) => Some(retrieve::resolve_glob(&snapshot, glob)?),
+            Some(glob) => Some(retrieve::resolve_glob(snapshot, glob)?),
             None => None,
         };
         let depth = req.lane_depth();
@@ -684,7 +771,7 @@ impl Engine {
         let dense = if req.mode == SearchMode::Lexical {
             Vec::new()
         } else {
-            match self.dense_lane(&repo, &snapshot, req, paths.clone(), depth) {
+            match self.dense_lane(repo, snapshot, req, paths.clone(), depth) {
                 Ok((chunks, cov)) => {
                     dense_coverage = Some(cov);
                     chunks
@@ -699,7 +786,7 @@ impl Engine {
         };
         let lexical_only = req.mode == SearchMode::Lexical || degraded.is_some();
         let mut hits = if lexical_only {
-            let lexical = retrieve::lexical_lane(&snapshot, req, paths, depth)?;
+            let lexical = retrieve::lexical_lane(snapshot, req, paths, depth)?;
             lexical
                 .into_iter()
                 .enumerate()
@@ -724,7 +811,7 @@ impl Engine {
                 })
                 .collect()
         } else {
-            let lexical = retrieve::lexical_lane(&snapshot, req, paths, depth)?;
+            let lexical = retrieve::lexical_lane(snapshot, req, paths, depth)?;
             retrieve::fuse(
                 lexical.into_iter().map(|(_, c)| c).collect(),
                 dense.into_iter().map(|(_, c)| c).collect(),
@@ -799,7 +886,9 @@ impl Engine {
                 embedder.model_id()
             ));
         }
-        let query = self.embed_query_within(embedder, &req.query)?;
+        // A secret pasted into a query never reaches the model either.
+        let text = crate::redact::redact(&req.query).text;
+        let query = self.embed_query_within(embedder, &text)?;
         let filter = VectorFilter {
             language: req.language,
             paths,

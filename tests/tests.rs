@@ -2,6 +2,7 @@
 
 mod chunks;
 mod cli;
+mod context;
 mod crash;
 mod embed;
 mod grpc;

@@ -1,6 +1,9 @@
 //! Retrieval over a snapshot: request validation, the lexical lane, filters, reciprocal rank
 //! fusion of lanes, and the file-level ranking.
 
+pub mod context;
+pub mod task;
+
 use crate::error::{Error, Result};
 use crate::index::lexical::{LexicalQuery, Snapshot};
 use crate::model::{Chunk, Language};
