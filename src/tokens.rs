@@ -71,9 +71,9 @@ pub fn counter(spec: &str) -> Result<Arc<dyn TokenCounter>> {
         _ => {}
     }
     let path = Path::new(spec.strip_prefix("hf:").unwrap_or(spec));
-    if !path.is_file() {
+    if !path.is_file() || path.extension().is_none_or(|e| e != "json") {
         return Err(Error::invalid(format!(
-            "tokenizer {spec:?}: not cl100k, o200k or a tokenizer.json file"
+            "tokenizer {spec:?}: not cl100k, o200k or a tokenizer .json file"
         )));
     }
     let mut tokenizer = tokenizers::Tokenizer::from_file(path)

@@ -158,3 +158,66 @@ fn search_through_a_running_server() {
     assert!(status.success());
     assert!(server.wait().unwrap().success());
 }
+
+#[test]
+fn context_prints_a_pack_as_markdown_or_json_and_reads_the_task_from_stdin() {
+    use std::io::Write;
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let root = repo.path().to_str().unwrap();
+    json(&codectx(data.path(), &["index", root, "--json"]));
+
+    let pack = json(&codectx(
+        data.path(),
+        &[
+            "context",
+            "ring_write overwrites the oldest entry",
+            "--repo",
+            root,
+            "--budget",
+            "700",
+            "--tokenizer",
+            "o200k",
+            "--json",
+        ],
+    ));
+    assert_eq!(pack["tokenizer"], "o200k");
+    let used = pack["tokens_used"].as_u64().unwrap();
+    assert!(used > 0 && used <= 700, "{used}");
+    let first = &pack["items"][0];
+    assert_eq!(first["path"], "sample.c", "{pack}");
+    assert!(!first["reasons"].as_array().unwrap().is_empty());
+
+    let mut child = crate::support::codectx_command(
+        data.path(),
+        &["context", "-", "--repo", root, "--budget", "700"],
+    )
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"ring_write overwrites the oldest entry\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("### sample.c:"), "{md}");
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("of 700 tokens (cl100k)"), "{summary}");
+
+    let bad = codectx(
+        data.path(),
+        &["context", "x", "--repo", root, "--budget", "0"],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("budget"));
+}

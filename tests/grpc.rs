@@ -236,6 +236,51 @@ fn every_method_over_loopback_with_its_error_codes() {
                 "{bad:?}"
             );
         }
+        // GetContext: a pack under the budget, items with reasons and the commit.
+        let context = |task: &str, budget: u32| pb::GetContextRequest {
+            repository: id.clone(),
+            task: task.to_string(),
+            budget,
+            mode: pb::SearchMode::Lexical as i32,
+            ..Default::default()
+        };
+        let pack = c
+            .get_context(context(
+                "ring_write overwrites the oldest entry in sample.c",
+                600,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            pack.tokens_used > 0 && pack.tokens_used <= 600,
+            "{}",
+            pack.tokens_used
+        );
+        assert_eq!(pack.tokenizer, "cl100k");
+        assert_eq!(pack.commit, summary.commit);
+        let first = &pack.items[0];
+        assert_eq!(first.path, "sample.c");
+        assert_eq!(first.commit, summary.commit);
+        assert!(!first.reasons.is_empty() && first.tokens > 0);
+        assert!(pack.markdown.contains("### sample.c:"), "{}", pack.markdown);
+        let status = c.get_context(context(" ", 600)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("task"), "{}", status.message());
+        let mut bad_tokenizer = context("ring", 600);
+        bad_tokenizer.tokenizer = "nope".into();
+        assert_eq!(
+            code(c.get_context(bad_tokenizer).await),
+            Code::InvalidArgument
+        );
+        let mut bad_share = context("ring", 600);
+        bad_share.convention_share = Some(1.5);
+        assert_eq!(code(c.get_context(bad_share).await), Code::InvalidArgument);
+        assert_eq!(
+            code(c.get_context(context("ring", 3_000_000)).await),
+            Code::InvalidArgument
+        );
+
         // Percent-encoding is not decoded: it names a file that does not exist.
         assert_eq!(
             code(c.read_span(read("%2e%2e/etc/passwd", "")).await),

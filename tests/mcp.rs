@@ -75,7 +75,7 @@ fn an_agent_lists_and_calls_the_tools_over_stdio() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    for name in ["search", "read_span", "status"] {
+    for name in ["context", "search", "read_span", "status"] {
         assert!(names.contains(&name), "{names:?}");
     }
     let search_tool = tools["result"]["tools"]
@@ -124,6 +124,22 @@ fn an_agent_lists_and_calls_the_tools_over_stdio() {
     let status = s.answer(6);
     let text = status["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("refs/heads/main"), "{text}");
+
+    s.send(json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "context", "arguments": { "task": "ring_write drops the oldest entry", "budget": 500 } }
+    }));
+    let pack = s.answer(7);
+    let text = pack["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("<retrieved-context>"), "{text}");
+    assert!(text.contains("### sample.c:"), "{text}");
+    s.send(json!({
+        "jsonrpc": "2.0", "id": 8, "method": "tools/call",
+        "params": { "name": "context", "arguments": { "task": "x", "tokenizer": "/etc/passwd" } }
+    }));
+    let refused = s.answer(8).to_string();
+    assert!(refused.contains("tokenizer"), "{refused}");
+    assert!(!refused.contains("root:"), "{refused}");
 
     drop(s.stdin);
     assert!(s.child.wait().unwrap().success());

@@ -8,6 +8,7 @@ use crate::engine::{Engine, IndexOptions, Progress, RepoStatus};
 use crate::error::{Error, Result};
 use crate::index::manifest::RefState;
 use crate::model::Language;
+use crate::retrieve::context::{ContextRequest, ItemForm};
 use crate::retrieve::{SearchMode, SearchRequest};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -433,6 +434,71 @@ impl CodeContext for Service {
                     })
                     .collect(),
                 took_ms: r.took_ms,
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn get_context(
+        &self,
+        request: Request<pb::GetContextRequest>,
+    ) -> Result<Response<pb::GetContextResponse>, Status> {
+        let _permit = self.admit()?;
+        let req = request.into_inner();
+        let engine = Arc::clone(&self.engine);
+        blocking(move || {
+            let root = resolve(&engine, &req.repository, false)?;
+            let budget = if req.budget == 0 {
+                8000
+            } else {
+                req.budget as usize
+            };
+            let mut context = ContextRequest::new(req.task, budget);
+            context.ref_name = opt(req.r#ref);
+            context.mode = mode(req.mode)?;
+            if let Some(t) = opt(req.tokenizer) {
+                context.tokenizer = t;
+            }
+            if let Some(share) = req.convention_share {
+                context.options.convention_share = share;
+            }
+            context.options.line_numbers = !req.no_line_numbers;
+            let pack = engine.context(&root, &context)?;
+            Ok(pb::GetContextResponse {
+                repository: engine.repository_id(&root),
+                r#ref: pack.ref_name.unwrap_or_default(),
+                commit: pack.commit.unwrap_or_default(),
+                budget: pack.budget as u32,
+                tokenizer: pack.tokenizer,
+                tokens_used: pack.tokens_used as u32,
+                items: pack
+                    .items
+                    .into_iter()
+                    .map(|i| pb::ContextItem {
+                        path: i.path,
+                        language: i.language.name().to_string(),
+                        start_line: i.start_line as u32,
+                        end_line: i.end_line as u32,
+                        commit: i.commit.unwrap_or_default(),
+                        symbol: i.symbol,
+                        kind: i.kind.name().to_string(),
+                        form: match i.form {
+                            ItemForm::Full => "full".into(),
+                            ItemForm::Signature => "signature".into(),
+                        },
+                        tokens: i.tokens as u32,
+                        reasons: i.reasons,
+                        convention: i.convention,
+                        text: i.text,
+                    })
+                    .collect(),
+                candidates: pack.candidates as u32,
+                left_out: pack.left_out as u32,
+                redacted: pack.redacted as u32,
+                degraded: pack.degraded.unwrap_or_default(),
+                markdown: pack.markdown,
+                took_ms: pack.took_ms,
             })
         })
         .await

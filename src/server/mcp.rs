@@ -1,4 +1,4 @@
-//! The MCP server (`codectx mcp`): the engine's search, read-span and status as Model
+//! The MCP server (`codectx mcp`): the engine's context packs, search, read-span and status as Model
 //! Context Protocol tools over stdio, through the official `rmcp` SDK, so coding agents
 //! (Claude Code, Cursor, ...) can call codectx directly. Answers are text an agent reads:
 //! each hit with its path, line span, symbol and code.
@@ -6,6 +6,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::Language;
+use crate::retrieve::context::ContextRequest;
 use crate::retrieve::{SearchMode, SearchRequest};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -46,6 +47,22 @@ pub struct ReadSpanArgs {
     pub start_line: Option<u32>,
     /// Last line (inclusive, default the end of the file).
     pub end_line: Option<u32>,
+    /// Repository root path or id; default: the repository `codectx mcp` was started for.
+    pub repository: Option<String>,
+    /// Git ref; default: the repository's default ref.
+    #[serde(rename = "ref")]
+    pub ref_name: Option<String>,
+}
+
+/// Arguments of the `context` tool.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ContextArgs {
+    /// The task: an issue, a commit message, a stack trace, in free text.
+    pub task: String,
+    /// Tokens the pack may take (default 8000).
+    pub budget: Option<u32>,
+    /// `cl100k` (default) or `o200k`: the tokenizer the budget counts with.
+    pub tokenizer: Option<String>,
     /// Repository root path or id; default: the repository `codectx mcp` was started for.
     pub repository: Option<String>,
     /// Git ref; default: the repository's default ref.
@@ -176,6 +193,33 @@ impl McpServer {
         .await
     }
 
+    /// Gathers the context a task needs, packed under a token budget: the repository's
+    /// convention files, the code its stack traces and identifiers name, the most relevant
+    /// code by search, and the definitions, class headers and tests those use, each with
+    /// the reason it was chosen. Answers a ready Markdown section; secrets are redacted.
+    #[tool(name = "context")]
+    async fn context(&self, Parameters(args): Parameters<ContextArgs>) -> Result<String, String> {
+        let root = self
+            .repo(args.repository.as_deref())
+            .map_err(|e| e.to_string())?;
+        self.blocking(move |engine| {
+            let mut request = ContextRequest::new(args.task, args.budget.unwrap_or(8000) as usize);
+            request.ref_name = args.ref_name.filter(|s| !s.is_empty());
+            if let Some(t) = args.tokenizer.filter(|s| !s.is_empty()) {
+                // Only the built-in encodings: a path would let a client probe server files.
+                if t.contains('/') || t.contains('\\') {
+                    return Err(Error::invalid(format!(
+                        "tokenizer: {t:?} is not cl100k or o200k"
+                    )));
+                }
+                request.tokenizer = t;
+            }
+            let pack = engine.context(&root, &request)?;
+            Ok(pack.markdown)
+        })
+        .await
+    }
+
     /// Reads lines of one file of an indexed repository, at the commit the index reflects.
     #[tool(name = "read_span")]
     async fn read_span(
@@ -231,8 +275,8 @@ impl ServerHandler for McpServer {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("codectx", env!("CARGO_PKG_VERSION")))
             .with_instructions(
-                "codectx indexes git repositories into searchable chunks. Use `search` to find \
-                 the code relevant to a task, `read_span` to read more of a file, `status` to \
+                "codectx indexes git repositories into searchable chunks. Use `context` for the \
+                 code a task needs under a token budget, `search` to find code, `read_span` to read more of a file, `status` to \
                  see which commit the index reflects.",
             )
     }
