@@ -134,6 +134,10 @@ pub enum Command {
         /// Print the pack as JSON (items with path, lines, commit, tokens, reasons).
         #[arg(long)]
         json: bool,
+        /// Ask a running `codectx serve` instead of opening the index here; the repository
+        /// must be registered there.
+        #[arg(long, env = "CODECTX_SERVER")]
+        server: Option<String>,
     },
     /// Remove an indexed ref (a deleted branch, a closed pull request): its chunks and
     /// vectors go unless another ref shares them.
@@ -392,6 +396,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             convention_share,
             no_line_numbers,
             json,
+            server,
         } => {
             let task = if task == "-" {
                 let mut text = String::new();
@@ -406,6 +411,60 @@ fn run(cli: Cli) -> crate::Result<()> {
                     "--mode {mode:?}: expected lexical, dense or hybrid"
                 ))
             })?;
+            if let Some(url) = server {
+                let request = crate::server::grpc::pb::GetContextRequest {
+                    repository: canonical(&repo)?.display().to_string(),
+                    r#ref: ref_name.unwrap_or_default(),
+                    task,
+                    budget: u32::try_from(budget)
+                        .map_err(|_| Error::invalid(format!("--budget {budget}: too large")))?,
+                    tokenizer,
+                    mode: match mode {
+                        SearchMode::Hybrid => crate::server::grpc::pb::SearchMode::Hybrid,
+                        SearchMode::Lexical => crate::server::grpc::pb::SearchMode::Lexical,
+                        SearchMode::Dense => crate::server::grpc::pb::SearchMode::Dense,
+                    } as i32,
+                    convention_share: Some(convention_share),
+                    no_line_numbers,
+                };
+                let pack =
+                    crate::server::grpc::remote_context(&url, auth_token().as_deref(), request)?;
+                if json {
+                    let items: Vec<serde_json::Value> = pack
+                        .items
+                        .iter()
+                        .map(|i| {
+                            serde_json::json!({
+                                "path": i.path, "language": i.language,
+                                "start_line": i.start_line, "end_line": i.end_line,
+                                "commit": i.commit, "symbol": i.symbol, "kind": i.kind,
+                                "form": i.form, "tokens": i.tokens, "reasons": i.reasons,
+                                "convention": i.convention, "text": i.text,
+                            })
+                        })
+                        .collect();
+                    return print_json(&serde_json::json!({
+                        "repository": pack.repository, "ref_name": pack.r#ref,
+                        "commit": pack.commit, "budget": pack.budget,
+                        "tokenizer": pack.tokenizer, "tokens_used": pack.tokens_used,
+                        "items": items, "candidates": pack.candidates,
+                        "left_out": pack.left_out, "redacted": pack.redacted,
+                        "degraded": (!pack.degraded.is_empty()).then_some(&pack.degraded),
+                        "markdown": pack.markdown, "took_ms": pack.took_ms,
+                    }));
+                }
+                print!("{}", pack.markdown);
+                eprintln!(
+                    "{} items, {} of {} tokens ({}), {} candidates left out, {} secrets redacted (served by {url})",
+                    pack.items.len(),
+                    pack.tokens_used,
+                    pack.budget,
+                    pack.tokenizer,
+                    pack.left_out,
+                    pack.redacted
+                );
+                return Ok(());
+            }
             let engine = Engine::new(config)?;
             let mut request = ContextRequest::new(task, budget);
             request.tokenizer = tokenizer;
@@ -531,6 +590,21 @@ fn run(cli: Cli) -> crate::Result<()> {
     }
 }
 
+/// A repository path as the server knows it: absolute and canonical.
+fn canonical(repo: &std::path::Path) -> crate::Result<PathBuf> {
+    std::path::absolute(repo)
+        .map_err(|e| Error::io(repo, e))?
+        .canonicalize()
+        .map_err(|e| Error::io(repo, e))
+}
+
+/// The bearer token `--server` calls carry (`CODECTX_AUTH_TOKEN`).
+fn auth_token() -> Option<String> {
+    std::env::var("CODECTX_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
 /// `codectx search --server URL`: the same question over gRPC.
 #[allow(clippy::too_many_arguments)]
 fn remote_search(
@@ -555,10 +629,7 @@ fn remote_search(
             )));
         }
     };
-    let repository = std::path::absolute(repo)
-        .map_err(|e| Error::io(repo, e))?
-        .canonicalize()
-        .map_err(|e| Error::io(repo, e))?;
+    let repository = canonical(repo)?;
     let request = pb::SearchRequest {
         repository: repository.display().to_string(),
         query,
@@ -568,10 +639,7 @@ fn remote_search(
         language: lang.unwrap_or_default(),
         path_glob: path.unwrap_or_default(),
     };
-    let token = std::env::var("CODECTX_AUTH_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
-    let r = crate::server::grpc::remote_search(url, token.as_deref(), request)?;
+    let r = crate::server::grpc::remote_search(url, auth_token().as_deref(), request)?;
     if json {
         let hits: Vec<serde_json::Value> = r
             .hits

@@ -91,7 +91,7 @@ fn bad_input_exits_non_zero_with_a_message() {
 
 #[cfg(unix)]
 #[test]
-fn search_through_a_running_server() {
+fn search_and_context_through_a_running_server() {
     use std::io::BufRead;
     let repo = fixture_repo();
     let data = tempfile::tempdir().unwrap();
@@ -131,6 +131,25 @@ fn search_through_a_running_server() {
     ));
     assert_eq!(hits["hits"][0]["path"], "sample.c", "{hits}");
     assert_eq!(hits["ref"], "refs/heads/main");
+    let pack = json(&codectx(
+        data.path(),
+        &[
+            "context",
+            "ring_write overwrites the oldest entry",
+            "--server",
+            &url,
+            "--repo",
+            root,
+            "--mode",
+            "lexical",
+            "--budget",
+            "600",
+            "--json",
+        ],
+    ));
+    assert_eq!(pack["items"][0]["path"], "sample.c", "{pack}");
+    assert!(pack["tokens_used"].as_u64().unwrap() <= 600);
+    assert!(pack["markdown"].as_str().unwrap().contains("### sample.c:"));
     // A remote error keeps its exit code: not registered there.
     let other = tempfile::tempdir().unwrap();
     let out = codectx(

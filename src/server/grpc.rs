@@ -536,33 +536,60 @@ impl CodeContext for Service {
     }
 }
 
-/// Asks a running server one search (the CLI's `--server`); its status comes back as our
-/// error kind, so exit codes are the same remotely.
-pub fn remote_search(
-    url: &str,
-    token: Option<&str>,
-    request: pb::SearchRequest,
-) -> Result<pb::SearchResponse> {
+/// One call to a running server: connect, add the bearer token, call, map the status.
+fn remote<Q, A, F, Fut>(url: &str, token: Option<&str>, message: Q, call: F) -> Result<A>
+where
+    F: FnOnce(
+        pb::code_context_client::CodeContextClient<tonic::transport::Channel>,
+        Request<Q>,
+    ) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<A>, Status>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
-        let mut client = pb::code_context_client::CodeContextClient::connect(url.to_string())
+        let client = pb::code_context_client::CodeContextClient::connect(url.to_string())
             .await
-            .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?;
-        let mut request = Request::new(request);
+            .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?
+            .max_decoding_message_size(MAX_ENCODE_BYTES);
+        let mut request = Request::new(message);
         if let Some(token) = token {
             let value = format!("Bearer {token}").parse().map_err(|_| {
                 Error::invalid("the auth token has characters a header cannot carry")
             })?;
             request.metadata_mut().insert("authorization", value);
         }
-        client
-            .search(request)
+        call(client, request)
             .await
             .map(Response::into_inner)
             .map_err(super::status::from_status)
+    })
+}
+
+/// `Search` on a running server (the CLI's `--server`).
+pub fn remote_search(
+    url: &str,
+    token: Option<&str>,
+    request: pb::SearchRequest,
+) -> Result<pb::SearchResponse> {
+    remote(
+        url,
+        token,
+        request,
+        |mut c, r| async move { c.search(r).await },
+    )
+}
+
+/// `GetContext` on a running server (the CLI's `--server`).
+pub fn remote_context(
+    url: &str,
+    token: Option<&str>,
+    request: pb::GetContextRequest,
+) -> Result<pb::GetContextResponse> {
+    remote(url, token, request, |mut c, r| async move {
+        c.get_context(r).await
     })
 }
 
