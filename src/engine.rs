@@ -693,7 +693,8 @@ impl Engine {
         let snapshot = repo.lexical.snapshot(req.ref_name.as_deref())?;
         let signals = task::read_task(&req.task);
         let mut search = SearchRequest::new(req.task.clone());
-        search.k = req.options.search_depth;
+        // A larger budget has room for more: about one candidate per 150 tokens.
+        search.k = (req.budget / 150).clamp(req.options.search_depth, retrieve::MAX_K);
         search.mode = req.mode;
         search.ref_name = req.ref_name.clone();
         // A task without searchable words still has its other lanes.

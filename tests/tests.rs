@@ -10,6 +10,7 @@ mod hooks;
 mod http_embed;
 mod hybrid;
 mod mcp;
+mod quality;
 mod reindex;
 mod search;
 mod support;

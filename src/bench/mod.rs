@@ -2,6 +2,9 @@
 
 pub mod embed;
 pub mod index;
+pub mod metrics;
+pub mod mine;
+pub mod quality;
 pub mod reindex;
 pub mod vectors;
 
@@ -64,6 +67,63 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Retrieval quality on a JSONL dataset (from `mine-commits` or `mine-docs`): file
+    /// Acc@k and Recall@k, MRR, nDCG@10, chunk recall per ranking, and gold-line recall of
+    /// context packs per budget, against whole-file BM25 ranking and packing.
+    Quality {
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Rankings to measure, and `context` for packs (one per ranking mode).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "lexical,dense,hybrid,context"
+        )]
+        modes: Vec<String>,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "2000,4000,8000,16000,32000"
+        )]
+        budgets: Vec<usize>,
+        #[arg(long, default_value = "cl100k")]
+        tokenizer: String,
+        /// Only the first N usable entries.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// At most N entries per repository and commit (samples every package).
+        #[arg(long)]
+        per_repo: Option<usize>,
+        /// Only entries of this split (`dev`, `test`).
+        #[arg(long)]
+        split: Option<String>,
+        /// Also write quality.md, quality.json and quality.svg (the plot) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mines a dataset from a repository's history: commit message -> modified source files,
+    /// the parent commit indexed. Writes JSONL to stdout or --out.
+    MineCommits {
+        repo: PathBuf,
+        #[arg(long, default_value_t = 500)]
+        max: usize,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Mines a doc-comment dataset: the first sentence of each function's doc -> the
+    /// function, from package sources under `--sources` (`rust/<name>/`, `python/<name>/`,
+    /// see benches/docs.sh), with every doc comment stripped from the copies indexed
+    /// (written under `--work/corpus`). Writes JSONL to --out.
+    MineDocs {
+        #[arg(long)]
+        sources: PathBuf,
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
@@ -94,6 +154,141 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             queries,
             json,
         } => vectors::run(points, dims, queries, json),
+        BenchCommand::Quality {
+            dataset,
+            modes,
+            budgets,
+            tokenizer,
+            limit,
+            per_repo,
+            split,
+            out,
+            json,
+        } => {
+            let mut search_modes = Vec::new();
+            let mut context = false;
+            for m in &modes {
+                match m.as_str() {
+                    "context" => context = true,
+                    other => search_modes.push(
+                        crate::retrieve::SearchMode::parse(other).ok_or_else(|| {
+                            crate::Error::invalid(format!(
+                                "--modes: {other:?} is not lexical, dense, hybrid or context"
+                            ))
+                        })?,
+                    ),
+                }
+            }
+            if context && search_modes.is_empty() {
+                search_modes.push(crate::retrieve::SearchMode::Hybrid);
+            }
+            let options = quality::QualityOptions {
+                dataset,
+                modes: search_modes,
+                context,
+                budgets,
+                tokenizer,
+                limit,
+                per_repo,
+                split,
+                out: out.clone(),
+            };
+            let engine = crate::Engine::new(config)?;
+            let report = quality::run(&engine, &options)?;
+            let md = quality::markdown(&report);
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+                let write = |name: &str, text: String| {
+                    let path = dir.join(name);
+                    std::fs::write(&path, text).map_err(|e| crate::Error::io(&path, e))
+                };
+                write("quality.md", md.clone())?;
+                write(
+                    "quality.json",
+                    serde_json::to_string_pretty(&report)
+                        .map_err(|e| crate::Error::Internal(e.to_string()))?,
+                )?;
+                write("quality.svg", quality::svg(&report))?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report)
+                        .map_err(|e| crate::Error::Internal(e.to_string()))?
+                );
+            } else {
+                print!("{md}");
+            }
+            Ok(())
+        }
+        BenchCommand::MineCommits { repo, max, out } => {
+            let options = mine::CommitMining {
+                max,
+                ..Default::default()
+            };
+            let (entries, report) = mine::mine_commits(&repo, &options)?;
+            write_jsonl(&entries, out.as_deref())?;
+            eprintln!(
+                "{} entries from {} commits; skipped: {:?}",
+                report.kept, report.considered, report.skipped
+            );
+            Ok(())
+        }
+        BenchCommand::MineDocs { sources, work, out } => {
+            let mut packages = Vec::new();
+            for (dir, language) in [
+                ("rust", crate::model::Language::Rust),
+                ("python", crate::model::Language::Python),
+            ] {
+                let Ok(read) = std::fs::read_dir(sources.join(dir)) else {
+                    continue;
+                };
+                for entry in read.flatten() {
+                    if entry.path().is_dir() {
+                        packages.push(mine::Package {
+                            name: entry.file_name().to_string_lossy().into_owned(),
+                            language,
+                            root: entry.path(),
+                        });
+                    }
+                }
+            }
+            if packages.is_empty() {
+                return Err(crate::Error::NotFound(format!(
+                    "no packages under {}/rust or {}/python (run benches/docs.sh)",
+                    sources.display(),
+                    sources.display()
+                )));
+            }
+            let (entries, report) = mine::mine_docs(&packages, &work)?;
+            write_jsonl(&entries, Some(&out))?;
+            eprintln!(
+                "{} entries from {} functions in {} packages; skipped: {:?}",
+                report.kept,
+                report.considered,
+                packages.len(),
+                report.skipped
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Writes dataset entries as JSON lines to a file, or stdout.
+fn write_jsonl(entries: &[quality::Entry], out: Option<&std::path::Path>) -> crate::Result<()> {
+    let mut text = String::new();
+    for e in entries {
+        text.push_str(
+            &serde_json::to_string(e).map_err(|e| crate::Error::Internal(e.to_string()))?,
+        );
+        text.push('\n');
+    }
+    match out {
+        Some(path) => std::fs::write(path, text).map_err(|e| crate::Error::io(path, e)),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
     }
 }
 

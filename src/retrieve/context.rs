@@ -44,6 +44,8 @@ pub struct ContextOptions {
     pub line_numbers: bool,
     /// Add definitions, enclosing headers, tests and continuations of the best candidates.
     pub expand: bool,
+    /// The best files of the search whose other chunks are offered (below any direct hit).
+    pub file_lane_files: usize,
 }
 
 impl Default for ContextOptions {
@@ -55,6 +57,7 @@ impl Default for ContextOptions {
             search_depth: 40,
             line_numbers: true,
             expand: true,
+            file_lane_files: 8,
         }
     }
 }
@@ -380,7 +383,7 @@ pub fn gather(
     }
 
     // Hybrid search over the task text.
-    for hit in hits.iter().take(options.search_depth) {
+    for hit in hits {
         let lanes = match (hit.lexical_rank, hit.dense_rank) {
             (Some(l), Some(d)) => format!("lexical rank {l}, dense rank {d}"),
             (Some(l), None) => format!("lexical rank {l}"),
@@ -393,6 +396,27 @@ pub fn gather(
 
     if options.expand {
         expand(snapshot, &paths, &mut cands, &mut chunks_of)?;
+    }
+
+    // The rest of the best files, valued below any direct hit: what fills a large budget
+    // (the code around a change is often in the same file).
+    let mut files: Vec<(String, f64)> = Vec::new();
+    for hit in hits {
+        match files.iter_mut().find(|(p, _)| *p == hit.chunk.path) {
+            Some((_, score)) => *score += 1.0 / hit.rank as f64,
+            None => files.push((hit.chunk.path.clone(), 1.0 / hit.rank as f64)),
+        }
+    }
+    files.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    for (rank, (path, _)) in files.iter().take(options.file_lane_files).enumerate() {
+        let value = 3.0 / ((rank + 1) as f64).sqrt();
+        for c in chunks_of(path)? {
+            cands.add(
+                &c,
+                value,
+                format!("in {path}, search's file rank {}", rank + 1),
+            );
+        }
     }
     for c in &conventions {
         cands.by_id.remove(&c.id);
@@ -608,7 +632,9 @@ fn expand(
     Ok(())
 }
 
-fn is_test_path(path: &str) -> bool {
+/// Is this path a test file by the usual conventions (`tests/`, `test_x.py`, `x_test.go`,
+/// `x.test.ts`, `x.spec.js`)?
+pub fn is_test_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     lower
         .split('/')

@@ -45,7 +45,7 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// Runs git and returns its raw stdout; a failure names the command and quotes git's error.
-fn git_checked(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
+pub fn git_checked(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
     let out = command(root, args)
         .stdin(Stdio::null())
         .output()
