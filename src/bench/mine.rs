@@ -308,11 +308,13 @@ fn blank(file: &mut String, doc: &str, python: bool) {
 /// is written under `out/corpus/<name>` to be indexed. Functions sharing a sentence form one
 /// gold set. Packages alternate between the `dev` and the held-out `test` split.
 pub fn mine_docs(packages: &[Package], out: &Path) -> Result<(Vec<Entry>, MineReport)> {
-    // Every function whole and on its own, whatever the index does with it: the gold is the
-    // definition's span.
+    // Every function and method on its own, whatever the index does with it: the gold is the
+    // definition's whole span.
+    // (A one-byte maximum splits every class into its methods; the pieces of a split
+    // function are joined back below.)
     let config = ChunkConfig {
-        max_chunk_bytes: usize::MAX / 2,
-        target_chunk_bytes: usize::MAX / 4,
+        max_chunk_bytes: 1,
+        target_chunk_bytes: 1,
         merge_below_bytes: 0,
         parse_budget: std::time::Duration::from_secs(30),
         ..ChunkConfig::default()
@@ -353,27 +355,48 @@ pub fn mine_docs(packages: &[Package], out: &Path) -> Result<(Vec<Entry>, MineRe
             let chunked = crate::syntax::chunk_file(&rel, language, &file, &config);
             let python = language == Language::Python;
             let test = is_test_path(&rel);
-            for chunk in &chunked.chunks {
-                if !test && matches!(chunk.kind, ChunkKind::Function | ChunkKind::Method) {
+            for (at, chunk) in chunked.chunks.iter().enumerate() {
+                if !test
+                    && matches!(chunk.kind, ChunkKind::Function | ChunkKind::Method)
+                    && !chunk.doc.is_empty()
+                {
                     report.considered += 1;
                     match first_sentence(&chunk.doc) {
                         Some(sentence) => {
+                            // The pieces that follow with the same definition are its body.
+                            let end = chunked.chunks[at + 1..]
+                                .iter()
+                                .take_while(|c| {
+                                    c.symbol == chunk.symbol
+                                        && c.scope == chunk.scope
+                                        && c.kind == chunk.kind
+                                        && c.doc.is_empty()
+                                })
+                                .last()
+                                .map_or(chunk.span.end_line, |c| c.span.end_line);
                             // A doc comment above the definition is blanked: the gold starts
-                            // at the definition itself.
-                            let above =
-                                if !python && chunk.content.starts_with(chunk.doc.trim_start()) {
-                                    chunk.doc.lines().count()
-                                } else {
-                                    0
-                                };
-                            let start = (chunk.span.start_line + above).min(chunk.span.end_line);
+                            // at the definition itself (past doc, comment and blank lines).
+                            let lines: Vec<&str> = file.lines().collect();
+                            let mut first = chunk.span.start_line;
+                            while !python
+                                && first < end
+                                && lines.get(first - 1).is_some_and(|l| {
+                                    let t = l.trim_start();
+                                    t.is_empty()
+                                        || t.starts_with("//")
+                                        || t.starts_with("/*")
+                                        || t.starts_with('*')
+                                })
+                            {
+                                first += 1;
+                            }
+                            let start = first.min(end);
                             by_sentence.entry(sentence).or_default().push(Gold {
                                 path: rel.clone(),
                                 start_line: Some(start),
-                                end_line: Some(chunk.span.end_line),
+                                end_line: Some(end),
                             })
                         }
-                        None if chunk.doc.is_empty() => report.skip("no doc comment"),
                         None => report.skip("doc sentence too short or too long"),
                     }
                 }

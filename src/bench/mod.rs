@@ -1,5 +1,6 @@
 //! `codectx bench`: measurements that belong in docs/BENCHMARKS.md, never in tests.
 
+pub mod context;
 pub mod embed;
 pub mod index;
 pub mod metrics;
@@ -64,6 +65,18 @@ pub enum BenchCommand {
         dims: usize,
         #[arg(long, default_value_t = 500)]
         queries: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Context-pack latency on an already indexed corpus, against a hybrid search of the
+    /// same tasks (tasks are made from the corpus's own doc comments).
+    Context {
+        #[arg(long)]
+        corpus: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        #[arg(long, default_value_t = 8000)]
+        budget: usize,
         #[arg(long)]
         json: bool,
     },
@@ -154,6 +167,12 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             queries,
             json,
         } => vectors::run(points, dims, queries, json),
+        BenchCommand::Context {
+            corpus,
+            queries,
+            budget,
+            json,
+        } => context::run(&corpus, queries, budget, json, config),
         BenchCommand::Quality {
             dataset,
             modes,

@@ -597,8 +597,14 @@ pub fn markdown(report: &QualityReport) -> String {
             out.push('\n');
         }
     }
-    for p in &report.problems {
+    for p in report.problems.iter().take(20) {
         out.push_str(&format!("\n- line {}: {}", p.line, p.reason));
+    }
+    if report.problems.len() > 20 {
+        out.push_str(&format!(
+            "\n- ... and {} more (all of them in the JSON)",
+            report.problems.len() - 20
+        ));
     }
     out.push('\n');
     out

@@ -1,0 +1,149 @@
+//! `codectx bench context`: context-pack latency on an indexed corpus, against a plain
+//! hybrid search measured on the same tasks in the same run.
+
+use super::{mine::first_sentence, quantile};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::retrieve::context::ContextRequest;
+use crate::retrieve::{SearchMode, SearchRequest};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn latency(mut samples: Vec<f64>) -> Latency {
+    samples.sort_by(f64::total_cmp);
+    Latency {
+        p50_ms: quantile(&samples, 0.5),
+        p90_ms: quantile(&samples, 0.9),
+        p99_ms: quantile(&samples, 0.99),
+        max_ms: samples.last().copied().unwrap_or(0.0),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ContextBench {
+    corpus: String,
+    chunks: u64,
+    dense_coverage: f64,
+    tasks: usize,
+    budget: usize,
+    pack: Latency,
+    /// The reference: a hybrid search (k = 10) of the same task.
+    search: Latency,
+    /// p99 of the pack over p99 of the search.
+    p99_ratio: f64,
+    mean_items: f64,
+    mean_tokens: f64,
+    degraded: usize,
+}
+
+/// Tasks made from the corpus itself: a function's doc sentence and its name, as an issue
+/// would put them (every `step`-th documented chunk, so the run is deterministic).
+fn tasks(engine: &Engine, corpus: &Path, n: usize) -> Result<Vec<String>> {
+    let snapshot = engine.snapshot(corpus)?;
+    let chunks = snapshot.all_chunks()?;
+    let documented: Vec<_> = chunks
+        .iter()
+        .filter(|c| !c.symbol.is_empty())
+        .filter_map(|c| first_sentence(&c.doc).map(|s| (s, c.symbol.clone())))
+        .collect();
+    if documented.is_empty() {
+        return Err(Error::FailedPrecondition(format!(
+            "{} has no documented definitions to make tasks from",
+            corpus.display()
+        )));
+    }
+    let step = (documented.len() / n.max(1)).max(1);
+    Ok(documented
+        .iter()
+        .step_by(step)
+        .take(n)
+        .map(|(sentence, symbol)| {
+            format!("{sentence} This goes wrong for empty input: fix `{symbol}` and keep its callers working.")
+        })
+        .collect())
+}
+
+pub fn run(corpus: &Path, queries: usize, budget: usize, json: bool, config: Config) -> Result<()> {
+    let engine = Engine::new(config)?;
+    let status = engine.status(corpus)?;
+    let tasks = tasks(&engine, corpus, queries)?;
+    // Warm-up: the model, the counters, the OS cache.
+    for task in tasks.iter().take(3) {
+        engine.context(corpus, &ContextRequest::new(task.clone(), budget))?;
+    }
+    let mut pack_ms = Vec::new();
+    let mut search_ms = Vec::new();
+    let (mut items, mut tokens, mut degraded) = (0usize, 0usize, 0usize);
+    for task in &tasks {
+        let started = Instant::now();
+        let search = SearchRequest {
+            k: 10,
+            mode: SearchMode::Hybrid,
+            ..SearchRequest::new(task.clone())
+        };
+        engine.search(corpus, &search)?;
+        search_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        let pack = engine.context(corpus, &ContextRequest::new(task.clone(), budget))?;
+        pack_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        items += pack.items.len();
+        tokens += pack.tokens_used;
+        degraded += usize::from(pack.degraded.is_some());
+    }
+    let n = tasks.len().max(1) as f64;
+    let pack = latency(pack_ms);
+    let search = latency(search_ms);
+    let result = ContextBench {
+        corpus: corpus.display().to_string(),
+        chunks: status.chunks,
+        dense_coverage: status.dense_coverage,
+        tasks: tasks.len(),
+        budget,
+        p99_ratio: pack.p99_ms / search.p99_ms.max(1e-9),
+        pack,
+        search,
+        mean_items: items as f64 / n,
+        mean_tokens: tokens as f64 / n,
+        degraded,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).map_err(|e| Error::Internal(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{} tasks on {} ({} chunks, {:.0}% embedded), budget {budget}\n\
+             pack    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({:.1} items, {:.0} tokens on average)\n\
+             search  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (hybrid, k = 10: the reference)\n\
+             pack p99 / search p99 = {:.2}; {} packs were lexical only",
+            result.tasks,
+            result.corpus,
+            result.chunks,
+            result.dense_coverage * 100.0,
+            result.pack.p50_ms,
+            result.pack.p90_ms,
+            result.pack.p99_ms,
+            result.pack.max_ms,
+            result.mean_items,
+            result.mean_tokens,
+            result.search.p50_ms,
+            result.search.p90_ms,
+            result.search.p99_ms,
+            result.search.max_ms,
+            result.p99_ratio,
+            result.degraded
+        );
+    }
+    Ok(())
+}
