@@ -185,6 +185,20 @@ fn is_placeholder(value: &str) -> bool {
         || (value.contains('.') && value.split('.').all(|w| w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) && !value.starts_with("ey"))
 }
 
+/// A value made of words only (`identifier`, `user_name`, `HTTP_HEADER`, `camelCase`):
+/// a name in code, not a credential.
+fn is_wordlike(value: &str) -> bool {
+    let letters_and_separators = value
+        .chars()
+        .all(|c| c.is_ascii_alphabetic() || c == '_' || c == '-' || c == '.');
+    let humps = value
+        .as_bytes()
+        .windows(2)
+        .filter(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+        .count();
+    letters_and_separators && humps <= 2
+}
+
 /// What a redaction pass found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redacted {
@@ -223,6 +237,10 @@ pub fn redact(text: &str) -> Redacted {
             if rule.id != "private-key"
                 && (is_placeholder(value) || entropy(value) < rule.min_entropy)
             {
+                continue;
+            }
+            // `token_type = "identifier"` names a word, not a secret.
+            if rule.id == "generic-secret" && is_wordlike(value) {
                 continue;
             }
             ranges.push(m.range());
@@ -318,6 +336,9 @@ mod tests {
             "const HASH: &str = \"0123456789abcdef0123456789abcdef\";\n",
             "url = \"https://example.com/path?q=1\"\n",
             "secret = \"[REDACTED:generic-secret]\"\n",
+            "token_type = \"identifier\"\n",
+            "TOKEN_KIND: &str = \"whitespace-or-comment\";\n",
+            "auth_header = \"Authorization\"\n",
         ] {
             let r = redact(text);
             assert_eq!(r.text, text, "{:?}", r.found);
