@@ -696,6 +696,7 @@ impl Engine {
         // A larger budget has room for more: about one candidate per 150 tokens.
         search.k = (req.budget / 150).clamp(req.options.search_depth, retrieve::MAX_K);
         search.mode = req.mode;
+        search.fusion = req.fusion;
         search.ref_name = req.ref_name.clone();
         // A task without searchable words still has its other lanes.
         let (hits, degraded) = match self.search_in(&repo, &snapshot, &search, started) {

@@ -223,6 +223,7 @@ fn the_harness_scores_rankings_and_packs_and_reports_bad_lines() {
         per_repo: None,
         split: None,
         out: None,
+        fusion: Default::default(),
     };
     let report = quality::run(&engine, &options).unwrap();
     let lines_reported: Vec<usize> = report.problems.iter().map(|p| p.line).collect();

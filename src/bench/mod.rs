@@ -113,6 +113,13 @@ pub enum BenchCommand {
         /// Also write quality.md, quality.json and quality.svg (the plot) here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Reciprocal rank fusion: k and the lanes' weights.
+        #[arg(long, default_value_t = 60.0)]
+        rrf_k: f32,
+        #[arg(long, default_value_t = 1.0)]
+        lexical_weight: f32,
+        #[arg(long, default_value_t = 1.0)]
+        dense_weight: f32,
         #[arg(long)]
         json: bool,
     },
@@ -182,6 +189,9 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             per_repo,
             split,
             out,
+            rrf_k,
+            lexical_weight,
+            dense_weight,
             json,
         } => {
             let mut search_modes = Vec::new();
@@ -211,6 +221,11 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
                 per_repo,
                 split,
                 out: out.clone(),
+                fusion: crate::retrieve::Fusion {
+                    k: rrf_k,
+                    lexical_weight,
+                    dense_weight,
+                },
             };
             let engine = crate::Engine::new(config)?;
             let report = quality::run(&engine, &options)?;

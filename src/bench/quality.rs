@@ -107,6 +107,8 @@ pub struct QualityOptions {
     pub split: Option<String>,
     /// Where to write `quality.md`, `quality.json` and `quality.svg`.
     pub out: Option<PathBuf>,
+    /// The fusion the rankings and packs use (to judge a change of weights by numbers).
+    pub fusion: crate::retrieve::Fusion,
 }
 
 /// Averages over the queries for one ranking.
@@ -437,6 +439,7 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                     k: 10,
                     mode: *mode,
                     ref_name: commit.clone(),
+                    fusion: options.fusion,
                     ..SearchRequest::new(entry.query.clone())
                 };
                 let (ranked, spans) = match engine.search(&repo, &request) {
@@ -469,6 +472,7 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                         let mut request = ContextRequest::new(entry.query.clone(), budget);
                         request.ref_name = commit.clone();
                         request.mode = *mode;
+                        request.fusion = options.fusion;
                         request.tokenizer = options.tokenizer.clone();
                         let pack = engine.context(&repo, &request)?;
                         let spans: Vec<Span> = pack

@@ -97,6 +97,7 @@ pub struct ContextRequest {
     pub tokenizer: String,
     /// The search lane's mode (hybrid by default; lexical when the dense lane cannot answer).
     pub mode: super::SearchMode,
+    pub fusion: super::Fusion,
     pub options: ContextOptions,
 }
 
@@ -108,6 +109,7 @@ impl ContextRequest {
             budget,
             tokenizer: crate::tokens::DEFAULT_TOKENIZER.to_string(),
             mode: super::SearchMode::Hybrid,
+            fusion: super::Fusion::default(),
             options: ContextOptions::default(),
         }
     }

@@ -104,7 +104,8 @@ fn looks_like_code(word: &str, called: bool, quoted: bool) -> bool {
         .count();
     let snake = word.trim_matches('_').contains('_') && has_lower;
     let pascal = word.starts_with(|c: char| c.is_ascii_uppercase()) && humps >= 1;
-    quoted || called || snake || humps >= 1 || pascal
+    // A call of a plain short word (`run()`, `sum(x)`) names too much to look up.
+    quoted || (called && word.len() >= 6) || snake || humps >= 1 || pascal
 }
 
 /// Finds the frames, paths and identifiers in a task. A Python traceback lists the failing
@@ -198,8 +199,9 @@ pub fn read_task(task: &str) -> TaskSignals {
         }
     };
     for m in &signals.mentions {
+        // A frame's function is named by the trace itself: always worth its definition.
         if let Some(f) = &m.function
-            && looks_like_code(f, true, false)
+            && looks_like_code(f, false, true)
         {
             add(f);
         }
@@ -287,7 +289,7 @@ mod tests {
             expect![[r#"
                 frame /srv/app/billing/invoice.py:40 compute_total
                 frame /srv/app/billing/cli.py:12 main
-                ids: compute_total ZeroDivisionError"#]],
+                ids: compute_total main ZeroDivisionError"#]],
         );
     }
 
@@ -305,7 +307,7 @@ mod tests {
             expect![[r#"
                 frame Cart.java:88 checkout
                 frame App.java:10 main
-                ids: checkout IllegalStateException"#]],
+                ids: checkout main IllegalStateException"#]],
         );
     }
 }
