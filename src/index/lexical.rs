@@ -679,6 +679,22 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The best `limit` documents for `query` by score, restricted to the ref.
+    fn top(&self, query: &dyn Query, limit: usize) -> Result<Vec<(f32, tantivy::DocAddress)>> {
+        let top_docs = TopDocs::with_limit(limit).order_by_score();
+        Ok(match self.filter() {
+            Some(m) => self.searcher.search(
+                query,
+                &FilterCollector::new(
+                    FV_FIELD.to_string(),
+                    move |v: u64| m.versions.contains(&v),
+                    top_docs,
+                ),
+            )?,
+            None => self.searcher.search(query, &top_docs)?,
+        })
+    }
+
     /// The chunks that define `name` (exactly, case-sensitively): the main definition of a
     /// chunk first, then chunks that define it among others; at most `limit`, in index order
     /// within each group.
@@ -692,18 +708,7 @@ impl Snapshot {
         }
         let term = Term::from_field_text(self.fields.symbols, &whole);
         let query = TermQuery::new(term, IndexRecordOption::Basic);
-        let top_docs = TopDocs::with_limit(limit.saturating_mul(4).max(16)).order_by_score();
-        let top = match self.filter() {
-            Some(m) => self.searcher.search(
-                &query,
-                &FilterCollector::new(
-                    FV_FIELD.to_string(),
-                    move |v: u64| m.versions.contains(&v),
-                    top_docs,
-                ),
-            )?,
-            None => self.searcher.search(&query, &top_docs)?,
-        };
+        let top = self.top(&query, limit.saturating_mul(4).max(16))?;
         let mut main = Vec::new();
         let mut among = Vec::new();
         let mut addresses: Vec<_> = top.into_iter().map(|(_, a)| a).collect();
@@ -766,19 +771,7 @@ impl Snapshot {
             ));
         }
         let query = BooleanQuery::new(must);
-        let limit = q.limit.max(1);
-        let top_docs = TopDocs::with_limit(limit).order_by_score();
-        let top = match self.filter() {
-            Some(m) => self.searcher.search(
-                &query,
-                &FilterCollector::new(
-                    FV_FIELD.to_string(),
-                    move |v: u64| m.versions.contains(&v),
-                    top_docs,
-                ),
-            )?,
-            None => self.searcher.search(&query, &top_docs)?,
-        };
+        let top = self.top(&query, q.limit.max(1))?;
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = self.searcher.doc(address)?;
