@@ -693,8 +693,9 @@ impl Engine {
         let snapshot = repo.lexical.snapshot(req.ref_name.as_deref())?;
         let signals = task::read_task(&req.task);
         let mut search = SearchRequest::new(req.task.clone());
-        // A larger budget has room for more: about one candidate per 150 tokens.
-        search.k = (req.budget / 150).clamp(req.options.search_depth, retrieve::MAX_K);
+        // A larger budget has room for more: about one candidate per 250 tokens (each lane
+        // reads three times as many; reading them is most of a pack's search time).
+        search.k = (req.budget / 250).clamp(req.options.search_depth, retrieve::MAX_K);
         search.mode = req.mode;
         search.fusion = req.fusion;
         search.ref_name = req.ref_name.clone();
@@ -704,7 +705,9 @@ impl Engine {
             Err(Error::InvalidInput(_)) => (Vec::new(), None),
             Err(e) => return Err(e),
         };
-        let gathered = context::gather(&snapshot, &signals, &hits, &req.options)?;
+        let search_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let gathered = context::gather(&snapshot, &signals, &hits, req.budget, &req.options)?;
+        let gather_ms = started.elapsed().as_secs_f64() * 1000.0 - search_ms;
         let candidates = gathered.len();
         let state = snapshot.ref_state();
         let repo_name = repo
@@ -742,6 +745,9 @@ impl Engine {
             degraded,
             markdown: packed.markdown,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            search_ms,
+            gather_ms,
+            pack_ms: started.elapsed().as_secs_f64() * 1000.0 - search_ms - gather_ms,
         })
     }
 
@@ -770,25 +776,43 @@ impl Engine {
         let depth = req.lane_depth();
         let mut degraded = None;
         let mut dense_coverage = None;
-        let dense = if req.mode == SearchMode::Lexical {
-            Vec::new()
-        } else {
-            match self.dense_lane(repo, snapshot, req, paths.clone(), depth) {
-                Ok((chunks, cov)) => {
-                    dense_coverage = Some(cov);
-                    chunks
-                }
-                Err(reason) => {
-                    tracing::info!("dense lane unavailable: {reason}");
-                    degraded = Some(reason);
-                    dense_coverage = Some(0.0);
-                    Vec::new()
-                }
+        // The lanes run side by side: the query embedding (most of a hybrid search's time)
+        // overlaps the lexical lane.
+        let (dense, lexical) = std::thread::scope(|scope| {
+            let lexical = (req.mode != SearchMode::Dense).then(|| {
+                let paths = paths.clone();
+                scope.spawn(move || retrieve::lexical_lane(snapshot, req, paths, depth))
+            });
+            let dense = (req.mode != SearchMode::Lexical)
+                .then(|| self.dense_lane(repo, snapshot, req, paths.clone(), depth));
+            let lexical = lexical.map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("the lexical lane panicked".into())))
+            });
+            (dense, lexical)
+        });
+        let dense = match dense {
+            None => Vec::new(),
+            Some(Ok((chunks, cov))) => {
+                dense_coverage = Some(cov);
+                chunks
+            }
+            Some(Err(reason)) => {
+                tracing::info!("dense lane unavailable: {reason}");
+                degraded = Some(reason);
+                dense_coverage = Some(0.0);
+                Vec::new()
             }
         };
         let lexical_only = req.mode == SearchMode::Lexical || degraded.is_some();
+        let lexical = match lexical {
+            Some(result) => result?,
+            // Dense mode that fell back: the lexical lane was not run yet.
+            None if lexical_only => retrieve::lexical_lane(snapshot, req, paths, depth)?,
+            None => Vec::new(),
+        };
         let mut hits = if lexical_only {
-            let lexical = retrieve::lexical_lane(snapshot, req, paths, depth)?;
             lexical
                 .into_iter()
                 .enumerate()
@@ -813,7 +837,6 @@ impl Engine {
                 })
                 .collect()
         } else {
-            let lexical = retrieve::lexical_lane(snapshot, req, paths, depth)?;
             retrieve::fuse(
                 lexical.into_iter().map(|(_, c)| c).collect(),
                 dense.into_iter().map(|(_, c)| c).collect(),

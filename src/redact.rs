@@ -30,31 +30,31 @@ const RULES: &[Rule] = &[
     },
     Rule {
         id: "aws-access-key-id",
-        pattern: r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b",
+        pattern: r"(?-u:\b)((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?-u:\b)",
         group: 1,
         min_entropy: 3.0,
     },
     Rule {
         id: "aws-secret-access-key",
-        pattern: r#"(?i)aws_?(?:secret)?_?(?:access)?_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})\b"#,
+        pattern: r#"(?i)aws_?(?:secret)?_?(?:access)?_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})(?-u:\b)"#,
         group: 1,
         min_entropy: 3.5,
     },
     Rule {
         id: "github-token",
-        pattern: r"\b((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
+        pattern: r"(?-u:\b)((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
         group: 1,
         min_entropy: 3.0,
     },
     Rule {
         id: "gitlab-token",
-        pattern: r"\b(glpat-[A-Za-z0-9_-]{20,})",
+        pattern: r"(?-u:\b)(glpat-[A-Za-z0-9_-]{20,})",
         group: 1,
         min_entropy: 3.0,
     },
     Rule {
         id: "slack-token",
-        pattern: r"\b(xox[baprs]-[0-9A-Za-z-]{10,})",
+        pattern: r"(?-u:\b)(xox[baprs]-[0-9A-Za-z-]{10,})",
         group: 1,
         min_entropy: 3.0,
     },
@@ -66,37 +66,37 @@ const RULES: &[Rule] = &[
     },
     Rule {
         id: "stripe-key",
-        pattern: r"\b((?:sk|rk)_(?:test|live|prod)_[0-9a-zA-Z]{10,99})",
+        pattern: r"(?-u:\b)((?:sk|rk)_(?:test|live|prod)_[0-9a-zA-Z]{10,99})",
         group: 1,
         min_entropy: 3.0,
     },
     Rule {
         id: "google-api-key",
-        pattern: r"\b(AIza[0-9A-Za-z_-]{35})",
+        pattern: r"(?-u:\b)(AIza[0-9A-Za-z_-]{35})",
         group: 1,
         min_entropy: 3.0,
     },
     Rule {
         id: "anthropic-api-key",
-        pattern: r"\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,})",
+        pattern: r"(?-u:\b)(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,})",
         group: 1,
         min_entropy: 3.0,
     },
     Rule {
         id: "openai-api-key",
-        pattern: r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}|sk-[A-Za-z0-9]{48})",
+        pattern: r"(?-u:\b)(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}|sk-[A-Za-z0-9]{48})",
         group: 1,
         min_entropy: 3.0,
     },
     Rule {
         id: "npm-token",
-        pattern: r"\b(npm_[A-Za-z0-9]{36})\b",
+        pattern: r"(?-u:\b)(npm_[A-Za-z0-9]{36})(?-u:\b)",
         group: 1,
         min_entropy: 3.0,
     },
     Rule {
         id: "sendgrid-key",
-        pattern: r"\b(SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})",
+        pattern: r"(?-u:\b)(SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})",
         group: 1,
         min_entropy: 3.0,
     },
@@ -108,7 +108,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         id: "jwt",
-        pattern: r"\b(ey[A-Za-z0-9_-]{10,}\.ey[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})",
+        pattern: r"(?-u:\b)(ey[A-Za-z0-9_-]{10,}\.ey[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})",
         group: 1,
         min_entropy: 3.0,
     },
@@ -217,6 +217,13 @@ impl Redacted {
 /// returned unchanged after one multi-pattern scan.
 pub fn redact(text: &str) -> Redacted {
     let c = compiled();
+    // One fast scan (a lazy DFA) for the common case: nothing that could be a secret.
+    if !c.set.is_match(text) {
+        return Redacted {
+            text: text.to_string(),
+            found: Vec::new(),
+        };
+    }
     let matched = c.set.matches(text);
     if !matched.matched_any() {
         return Redacted {

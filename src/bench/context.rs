@@ -37,6 +37,10 @@ struct ContextBench {
     tasks: usize,
     budget: usize,
     pack: Latency,
+    /// The pack's phases: its search lane, the other lanes and expansion, packing.
+    pack_search: Latency,
+    pack_gather: Latency,
+    pack_packing: Latency,
     /// The reference: a hybrid search (k = 10) of the same task.
     search: Latency,
     /// p99 of the pack over p99 of the search.
@@ -82,6 +86,7 @@ pub fn run(corpus: &Path, queries: usize, budget: usize, json: bool, config: Con
         engine.context(corpus, &ContextRequest::new(task.clone(), budget))?;
     }
     let mut pack_ms = Vec::new();
+    let (mut phase_search, mut phase_gather, mut phase_pack) = (Vec::new(), Vec::new(), Vec::new());
     let mut search_ms = Vec::new();
     let (mut items, mut tokens, mut degraded) = (0usize, 0usize, 0usize);
     for task in &tasks {
@@ -96,6 +101,9 @@ pub fn run(corpus: &Path, queries: usize, budget: usize, json: bool, config: Con
         let started = Instant::now();
         let pack = engine.context(corpus, &ContextRequest::new(task.clone(), budget))?;
         pack_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        phase_search.push(pack.search_ms);
+        phase_gather.push(pack.gather_ms);
+        phase_pack.push(pack.pack_ms);
         items += pack.items.len();
         tokens += pack.tokens_used;
         degraded += usize::from(pack.degraded.is_some());
@@ -111,6 +119,9 @@ pub fn run(corpus: &Path, queries: usize, budget: usize, json: bool, config: Con
         budget,
         p99_ratio: pack.p99_ms / search.p99_ms.max(1e-9),
         pack,
+        pack_search: latency(phase_search),
+        pack_gather: latency(phase_gather),
+        pack_packing: latency(phase_pack),
         search,
         mean_items: items as f64 / n,
         mean_tokens: tokens as f64 / n,
@@ -125,6 +136,7 @@ pub fn run(corpus: &Path, queries: usize, budget: usize, json: bool, config: Con
         println!(
             "{} tasks on {} ({} chunks, {:.0}% embedded), budget {budget}\n\
              pack    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({:.1} items, {:.0} tokens on average)\n\
+             \x20 phases p50 / p99: search lane {:.1} / {:.1} ms, other lanes and expansion {:.1} / {:.1} ms, packing {:.1} / {:.1} ms\n\
              search  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (hybrid, k = 10: the reference)\n\
              pack p99 / search p99 = {:.2}; {} packs were lexical only",
             result.tasks,
@@ -137,6 +149,12 @@ pub fn run(corpus: &Path, queries: usize, budget: usize, json: bool, config: Con
             result.pack.max_ms,
             result.mean_items,
             result.mean_tokens,
+            result.pack_search.p50_ms,
+            result.pack_search.p99_ms,
+            result.pack_gather.p50_ms,
+            result.pack_gather.p99_ms,
+            result.pack_packing.p50_ms,
+            result.pack_packing.p99_ms,
             result.search.p50_ms,
             result.search.p90_ms,
             result.search.p99_ms,

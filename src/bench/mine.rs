@@ -61,7 +61,7 @@ pub fn clean_message(message: &str) -> String {
     let (trailer, issue, url) = PATTERNS.get_or_init(|| {
         (
             Regex::new(r"^[A-Za-z][A-Za-z0-9-]*(?:-[Bb]y|-[Ii]d|-[Ii]D)?:\s+\S").expect("pattern"),
-            Regex::new(r"\(?\b(?:GH|gh)-\d+\b\)?|\(?#\d+\)?").expect("pattern"),
+            Regex::new(r"\(?(?-u:\b)(?:GH|gh)-\d+(?-u:\b)\)?|\(?#\d+\)?").expect("pattern"),
             Regex::new(r"https?://\S+").expect("pattern"),
         )
     });

@@ -14,6 +14,17 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
+/// Below this many tokens of room no item fits (a header, a reason line and a fence).
+const MIN_ITEM_TOKENS: usize = 24;
+
+/// Code runs under this many bytes per token in cl100k and o200k (about 4 is typical): a
+/// text longer than this times the room left is not counted at all.
+const MAX_BYTES_PER_TOKEN: usize = 8;
+
+/// After this many candidates in a row found no room, the rest (all worth less) are not
+/// tried: counting them is the cost.
+const MAX_MISSES_IN_A_ROW: usize = 32;
+
 /// The largest budget a pack may ask for.
 pub const MAX_BUDGET: usize = 2_000_000;
 
@@ -44,7 +55,8 @@ pub struct ContextOptions {
     pub line_numbers: bool,
     /// Add definitions, enclosing headers, tests and continuations of the best candidates.
     pub expand: bool,
-    /// The best files of the search whose other chunks are offered (below any direct hit).
+    /// The most files of the search whose other chunks are offered (below any direct hit);
+    /// fewer for small budgets (one per 4k tokens).
     pub file_lane_files: usize,
 }
 
@@ -179,6 +191,10 @@ pub struct ContextPack {
     /// The ready prompt section.
     pub markdown: String,
     pub took_ms: f64,
+    /// Where the time went: the search lane, the other lanes and expansion, packing.
+    pub search_ms: f64,
+    pub gather_ms: f64,
+    pub pack_ms: f64,
 }
 
 /// A candidate before packing.
@@ -314,6 +330,7 @@ pub fn gather(
     snapshot: &Snapshot,
     signals: &TaskSignals,
     hits: &[SearchHit],
+    budget: usize,
     options: &ContextOptions,
 ) -> Result<Gathered> {
     let paths = snapshot.paths()?;
@@ -410,7 +427,9 @@ pub fn gather(
         }
     }
     files.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    for (rank, (path, _)) in files.iter().take(options.file_lane_files).enumerate() {
+    // About one file per 4k tokens of budget: reading a file's chunks costs time.
+    let lane_files = options.file_lane_files.min(1 + budget / 4000);
+    for (rank, (path, _)) in files.iter().take(lane_files).enumerate() {
         let value = 3.0 / ((rank + 1) as f64).sqrt();
         for c in chunks_of(path)? {
             cands.add(
@@ -432,8 +451,9 @@ pub fn gather(
 /// Names a chunk uses that may be defined elsewhere: called names and type-like names.
 fn used_names(chunk: &Chunk) -> Vec<String> {
     static WORD: OnceLock<Regex> = OnceLock::new();
-    let word = WORD
-        .get_or_init(|| Regex::new(r"\b([A-Za-z_][A-Za-z0-9_]{2,})\b(\s*\()?").expect("pattern"));
+    let word = WORD.get_or_init(|| {
+        Regex::new(r"(?-u:\b)([A-Za-z_][A-Za-z0-9_]{2,})(?-u:\b)(\s*\()?").expect("pattern")
+    });
     let mut out: Vec<String> = Vec::new();
     for c in word.captures_iter(&chunk.content) {
         let name = &c[1];
@@ -720,21 +740,8 @@ pub fn pack(
     counter: &dyn TokenCounter,
     options: &ContextOptions,
 ) -> Packed {
-    let mut pieces: Vec<Piece> = Vec::new();
-    for c in &gathered.conventions {
-        pieces.push(make_piece(
-            c.clone(),
-            0.0,
-            vec!["convention file".into()],
-            true,
-        ));
-    }
     let ranked: Vec<Candidate> = gathered.candidates.ranked().into_iter().cloned().collect();
     let total = ranked.len() + gathered.conventions.len();
-    for c in ranked {
-        pieces.push(make_piece(c.chunk, c.value, c.reasons, c.convention));
-    }
-
     let frame = render_frame(source, options);
     let frame_tokens = counter.count(&frame.0) + counter.count(&frame.1);
     if frame_tokens >= budget {
@@ -750,33 +757,70 @@ pub fn pack(
     let file_cap = ((budget as f64 * options.file_share) as usize).max(1);
     let long_body = (budget as f64 * options.long_body_share) as usize;
 
+    // Pieces are made (redacted, rendered, counted) only as far as the walk goes: counting
+    // is the expensive part, and the walk stops once nothing more can fit.
+    let candidates = gathered
+        .conventions
+        .into_iter()
+        .map(|c| (c, 0.0, vec!["convention file".to_string()], true))
+        .chain(
+            ranked
+                .into_iter()
+                .map(|c| (c.chunk, c.value, c.reasons, c.convention)),
+        );
+    let mut pieces: Vec<Piece> = Vec::new();
     // (piece index, form, tokens)
     let mut chosen: Vec<(usize, ItemForm, usize)> = Vec::new();
+    let mut full_costs: HashMap<usize, usize> = HashMap::new();
     let mut used = 0usize;
     let mut conv_used = 0usize;
     let mut per_file: HashMap<String, usize> = HashMap::new();
     let mut picks = 0usize;
-    for (i, p) in pieces.iter().enumerate() {
-        let full_cost = counter.count(&render_item(p, ItemForm::Full, options));
-        let sig_cost = p
-            .signature
-            .as_ref()
-            .map(|_| counter.count(&render_item(p, ItemForm::Signature, options)));
+    let mut misses = 0usize;
+    for (chunk, value, reasons, convention) in candidates {
+        if room - used < MIN_ITEM_TOKENS || misses >= MAX_MISSES_IN_A_ROW {
+            break;
+        }
+        if convention && convention_room.saturating_sub(conv_used) < MIN_ITEM_TOKENS {
+            continue;
+        }
+        let i = pieces.len();
+        pieces.push(make_piece(chunk, value, reasons, convention));
+        let p = &pieces[i];
         let file_used = per_file.get(&p.chunk.path).copied().unwrap_or(0);
         let fits = |cost: usize| {
             used + cost <= room
                 && (!p.convention || conv_used + cost <= convention_room)
                 && (p.convention || picks == 0 || file_used + cost <= file_cap)
         };
-        let prefer_signature = !p.convention && picks >= 3 && full_cost > long_body;
-        let form = if !prefer_signature && fits(full_cost) {
-            Some((ItemForm::Full, full_cost))
+        let full_text = render_item(p, ItemForm::Full, options);
+        // At most this many bytes per token in practice: a body that long cannot fit.
+        let hopeless = full_text.len() / MAX_BYTES_PER_TOKEN > room - used;
+        let full_cost = if hopeless {
+            None
         } else {
-            sig_cost
-                .filter(|&c| fits(c))
-                .map(|c| (ItemForm::Signature, c))
+            let c = counter.count(&full_text);
+            full_costs.insert(i, c);
+            Some(c)
         };
+        let prefer_signature =
+            !p.convention && picks >= 3 && full_cost.is_none_or(|c| c > long_body);
+        let form = match full_cost {
+            Some(c) if !prefer_signature && fits(c) => Some((ItemForm::Full, c)),
+            _ => p
+                .signature
+                .as_ref()
+                .map(|_| render_item(p, ItemForm::Signature, options))
+                .filter(|t| t.len() / MAX_BYTES_PER_TOKEN <= room - used)
+                .map(|t| counter.count(&t))
+                .filter(|&c| fits(c))
+                .map(|c| (ItemForm::Signature, c)),
+        };
+        if form.is_none() && !p.convention {
+            misses += 1;
+        }
         if let Some((form, cost)) = form {
+            misses = 0;
             chosen.push((i, form, cost));
             used += cost;
             if p.convention {
@@ -794,7 +838,10 @@ pub fn pack(
             continue;
         }
         let p = &pieces[i];
-        let full_cost = counter.count(&render_item(p, ItemForm::Full, options));
+        let full_cost = match full_costs.get(&i) {
+            Some(&c) => c,
+            None => counter.count(&render_item(p, ItemForm::Full, options)),
+        };
         let file_used = per_file.get(&p.chunk.path).copied().unwrap_or(0);
         if used - cost + full_cost <= room
             && (p.convention || file_used - cost + full_cost <= file_cap)
@@ -833,14 +880,20 @@ pub fn pack(
                 left_out,
             };
         }
-        let worst = items
-            .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.1.total_cmp(&b.1.1).then(b.0.cmp(&a.0)))
-            .map(|(k, _)| k)
-            .expect("items is not empty when over budget");
-        items.remove(worst);
-        dropped += 1;
+        // Drop the least valuable items until their tokens cover the overshoot, then count
+        // again (one recount in the common case rather than one per item).
+        let mut over = tokens - budget;
+        while over > 0 && !items.is_empty() {
+            let worst = items
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.1.total_cmp(&b.1.1).then(b.0.cmp(&a.0)))
+                .map(|(k, _)| k)
+                .expect("items is not empty");
+            let (item, _) = items.remove(worst);
+            over = over.saturating_sub(item.tokens.max(1));
+            dropped += 1;
+        }
     }
 }
 

@@ -83,7 +83,7 @@ fn patterns() -> &'static Patterns {
             .expect("pattern"),
         path_line: Regex::new(r"((?:[A-Za-z]:)?[\w./\\@+-]*[\w-]\.[A-Za-z][A-Za-z0-9]{0,5}):(\d+)(?::\d+)?")
             .expect("pattern"),
-        bare_path: Regex::new(r"(?:^|[\s`'(\[])((?:[\w.@+-]+/)*[\w@+-][\w.@+-]*\.(?:rs|py|pyi|js|jsx|mjs|cjs|ts|tsx|go|java|kt|c|h|cc|cpp|cxx|hpp|rb|php|cs|sh|bash|md|toml|ya?ml|json))\b")
+        bare_path: Regex::new(r"(?:^|[\s`'(\[])((?:[\w.@+-]+/)*[\w@+-][\w.@+-]*\.(?:rs|py|pyi|js|jsx|mjs|cjs|ts|tsx|go|java|kt|c|h|cc|cpp|cxx|hpp|rb|php|cs|sh|bash|md|toml|ya?ml|json))(?-u:\b)")
             .expect("pattern"),
         backticked: Regex::new(r"`([^`\n]{1,80})`").expect("pattern"),
         word: Regex::new(r"[A-Za-z_][A-Za-z0-9_]*(?:(?:::|\.)[A-Za-z_][A-Za-z0-9_]*)*(\()?")
