@@ -5,7 +5,7 @@
 //! A secret is replaced by `[REDACTED:<rule>]`; a secret spanning lines keeps its line
 //! breaks, so line numbers stay true to the file.
 
-use regex::{Regex, RegexSet};
+use regex::Regex;
 use std::sync::OnceLock;
 
 /// The marker every redaction starts with.
@@ -18,6 +18,9 @@ struct Rule {
     group: usize,
     /// The secret must also look random (Shannon entropy in bits per char at least this).
     min_entropy: f64,
+    /// Words (any case) one of which a text must hold for the rule to run at all: one
+    /// Aho-Corasick pass decides which rules run, as in gitleaks.
+    keywords: &'static [&'static str],
 }
 
 /// The rules, most specific first. Patterns follow gitleaks' default config where it has one.
@@ -26,126 +29,208 @@ const RULES: &[Rule] = &[
         id: "private-key",
         pattern: r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY( BLOCK)?-----[\s\S]*?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY( BLOCK)?-----",
         group: 0,
+        keywords: &["private key"],
         min_entropy: 0.0,
     },
     Rule {
         id: "aws-access-key-id",
         pattern: r"(?-u:\b)((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?-u:\b)",
         group: 1,
+        keywords: &["akia", "asia", "abia", "acca", "a3t"],
         min_entropy: 3.0,
     },
     Rule {
         id: "aws-secret-access-key",
         pattern: r#"(?i)aws_?(?:secret)?_?(?:access)?_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})(?-u:\b)"#,
         group: 1,
+        keywords: &["aws"],
         min_entropy: 3.5,
     },
     Rule {
         id: "github-token",
         pattern: r"(?-u:\b)((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
         group: 1,
+        keywords: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
         min_entropy: 3.0,
     },
     Rule {
         id: "gitlab-token",
         pattern: r"(?-u:\b)(glpat-[A-Za-z0-9_-]{20,})",
         group: 1,
+        keywords: &["glpat-"],
         min_entropy: 3.0,
     },
     Rule {
         id: "slack-token",
         pattern: r"(?-u:\b)(xox[baprs]-[0-9A-Za-z-]{10,})",
         group: 1,
+        keywords: &["xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"],
         min_entropy: 3.0,
     },
     Rule {
         id: "slack-webhook",
         pattern: r"(https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/_-]{20,})",
         group: 1,
+        keywords: &["hooks.slack.com"],
         min_entropy: 0.0,
     },
     Rule {
         id: "stripe-key",
         pattern: r"(?-u:\b)((?:sk|rk)_(?:test|live|prod)_[0-9a-zA-Z]{10,99})",
         group: 1,
+        keywords: &[
+            "sk_test_", "sk_live_", "sk_prod_", "rk_test_", "rk_live_", "rk_prod_",
+        ],
         min_entropy: 3.0,
     },
     Rule {
         id: "google-api-key",
         pattern: r"(?-u:\b)(AIza[0-9A-Za-z_-]{35})",
         group: 1,
+        keywords: &["aiza"],
         min_entropy: 3.0,
     },
     Rule {
         id: "anthropic-api-key",
         pattern: r"(?-u:\b)(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,})",
         group: 1,
+        keywords: &["sk-ant-"],
         min_entropy: 3.0,
     },
     Rule {
         id: "openai-api-key",
         pattern: r"(?-u:\b)(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}|sk-[A-Za-z0-9]{48})",
         group: 1,
+        keywords: &["sk-"],
         min_entropy: 3.0,
     },
     Rule {
         id: "npm-token",
         pattern: r"(?-u:\b)(npm_[A-Za-z0-9]{36})(?-u:\b)",
         group: 1,
+        keywords: &["npm_"],
         min_entropy: 3.0,
     },
     Rule {
         id: "sendgrid-key",
         pattern: r"(?-u:\b)(SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})",
         group: 1,
+        keywords: &["sg."],
         min_entropy: 3.0,
     },
     Rule {
         id: "azure-storage-key",
         pattern: r"(?i)AccountKey=([A-Za-z0-9+/]{86}==)",
         group: 1,
+        keywords: &["accountkey="],
         min_entropy: 3.0,
     },
     Rule {
         id: "jwt",
         pattern: r"(?-u:\b)(ey[A-Za-z0-9_-]{10,}\.ey[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})",
         group: 1,
+        keywords: &["eyj"],
         min_entropy: 3.0,
     },
     Rule {
         id: "password-in-url",
         pattern: r#"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@'"]{1,100}:([^\s@/'"]{3,200})@[A-Za-z0-9.-]"#,
         group: 1,
+        keywords: &["://"],
         min_entropy: 0.0,
     },
     Rule {
         id: "generic-secret",
         pattern: r#"(?i)(?:password|passwd|pwd|secret|token|api_?key|apikey|access_?key|auth_?key|credentials?|client_?secret|private_?key)[A-Za-z0-9_-]{0,20}["']?\s*(?::=|=>|==|=|:)\s*[bru]?["']([^"'\s]{8,200})["']"#,
         group: 1,
+        keywords: &[
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "token",
+            "apikey",
+            "api_key",
+            "access_key",
+            "accesskey",
+            "auth_key",
+            "authkey",
+            "credential",
+            "client_secret",
+            "private_key",
+            "privatekey",
+        ],
         min_entropy: 2.5,
-    },
-    Rule {
-        id: "high-entropy-string",
-        pattern: r#"["'`]([A-Za-z0-9+/=_-]{32,256})["'`]"#,
-        group: 1,
-        min_entropy: 4.5,
     },
 ];
 
 struct Compiled {
-    set: RegexSet,
+    keywords: aho_corasick::AhoCorasick,
+    /// For each keyword pattern, the rule it belongs to.
+    keyword_rule: Vec<usize>,
     rules: Vec<Regex>,
 }
 
 fn compiled() -> &'static Compiled {
     static COMPILED: OnceLock<Compiled> = OnceLock::new();
-    COMPILED.get_or_init(|| Compiled {
-        set: RegexSet::new(RULES.iter().map(|r| r.pattern)).expect("redaction rules compile"),
-        rules: RULES
-            .iter()
-            .map(|r| Regex::new(r.pattern).expect("redaction rule compiles"))
-            .collect(),
+    COMPILED.get_or_init(|| {
+        let mut words = Vec::new();
+        let mut keyword_rule = Vec::new();
+        for (i, rule) in RULES.iter().enumerate() {
+            for word in rule.keywords {
+                words.push(*word);
+                keyword_rule.push(i);
+            }
+        }
+        Compiled {
+            keywords: aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&words)
+                .expect("redaction keywords compile"),
+            keyword_rule,
+            rules: RULES
+                .iter()
+                .map(|r| Regex::new(r.pattern).expect("redaction rule compiles"))
+                .collect(),
+        }
     })
+}
+
+/// The characters of a base64- or token-like literal.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
+}
+
+/// Quoted literals of 32 to 256 token characters that look random (entropy at least 4.5
+/// bits per char): a scan by hand, since a counted repetition that long defeats the regex
+/// engine's DFA.
+fn high_entropy_literals(text: &str) -> Vec<std::ops::Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let q = bytes[i];
+        if !matches!(q, b'"' | b'\'' | b'`') {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut end = start;
+        while end < bytes.len() && end - start <= 256 && is_token_byte(bytes[end]) {
+            end += 1;
+        }
+        let len = end - start;
+        if end < bytes.len() && bytes[end] == q && (32..=256).contains(&len) {
+            let value = &text[start..end];
+            if entropy(value) >= 4.5 && !is_placeholder(value) {
+                out.push(start..end);
+            }
+            i = end + 1;
+        } else {
+            i = start;
+        }
+    }
+    out
 }
 
 /// Shannon entropy of `s` in bits per character.
@@ -217,24 +302,16 @@ impl Redacted {
 /// returned unchanged after one multi-pattern scan.
 pub fn redact(text: &str) -> Redacted {
     let c = compiled();
-    // One fast scan (a lazy DFA) for the common case: nothing that could be a secret.
-    if !c.set.is_match(text) {
-        return Redacted {
-            text: text.to_string(),
-            found: Vec::new(),
-        };
-    }
-    let matched = c.set.matches(text);
-    if !matched.matched_any() {
-        return Redacted {
-            text: text.to_string(),
-            found: Vec::new(),
-        };
+    let mut active = vec![false; RULES.len()];
+    for m in c.keywords.find_overlapping_iter(text) {
+        active[c.keyword_rule[m.pattern().as_usize()]] = true;
     }
     let mut out = text.to_string();
     let mut found = Vec::new();
-    for i in matched.iter() {
-        let rule = &RULES[i];
+    for (i, rule) in RULES.iter().enumerate() {
+        if !active[i] {
+            continue;
+        }
         let mut ranges = Vec::new();
         for caps in c.rules[i].captures_iter(&out) {
             let Some(m) = caps.get(rule.group) else {
@@ -252,27 +329,39 @@ pub fn redact(text: &str) -> Redacted {
             }
             ranges.push(m.range());
         }
-        if ranges.is_empty() {
-            continue;
-        }
-        found.push((rule.id, ranges.len()));
-        let mut next = String::with_capacity(out.len());
-        let mut cursor = 0;
-        for range in ranges {
-            next.push_str(&out[cursor..range.start]);
-            next.push_str(MARKER_PREFIX);
-            next.push_str(rule.id);
-            next.push(']');
-            // Keep the line count so spans and line numbers stay true to the file.
-            for _ in out[range.clone()].matches('\n') {
-                next.push('\n');
-            }
-            cursor = range.end;
-        }
-        next.push_str(&out[cursor..]);
-        out = next;
+        replace(&mut out, &ranges, rule.id, &mut found);
     }
+    let literals = high_entropy_literals(&out);
+    replace(&mut out, &literals, "high-entropy-string", &mut found);
     Redacted { text: out, found }
+}
+
+/// Replaces `ranges` (sorted, disjoint) of `out` by markers naming `rule`, keeping line
+/// breaks so spans and line numbers stay true to the file.
+fn replace(
+    out: &mut String,
+    ranges: &[std::ops::Range<usize>],
+    rule: &'static str,
+    found: &mut Vec<(&'static str, usize)>,
+) {
+    if ranges.is_empty() {
+        return;
+    }
+    found.push((rule, ranges.len()));
+    let mut next = String::with_capacity(out.len());
+    let mut cursor = 0;
+    for range in ranges {
+        next.push_str(&out[cursor..range.start]);
+        next.push_str(MARKER_PREFIX);
+        next.push_str(rule);
+        next.push(']');
+        for _ in out[range.clone()].matches('\n') {
+            next.push('\n');
+        }
+        cursor = range.end;
+    }
+    next.push_str(&out[cursor..]);
+    *out = next;
 }
 
 /// How many redaction markers a text holds.
