@@ -201,10 +201,71 @@ pub enum Command {
         #[arg(long, env = "CODECTX_GITLAB_WEBHOOK_TOKEN", hide_env_values = true)]
         gitlab_token: Option<String>,
     },
+    /// The bundled coding agent: task -> context over gRPC -> model -> edit -> test ->
+    /// a branch with a commit and a PR description.
+    Agent {
+        #[command(subcommand)]
+        which: AgentCommand,
+    },
     /// Benchmarks (numbers go to docs/BENCHMARKS.md, never into tests).
     Bench {
         #[command(subcommand)]
         which: crate::bench::BenchCommand,
+    },
+}
+
+/// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Run one task: exit 0 when the tests pass and the change is committed on a new
+    /// branch, 1 when the iteration limit stops the loop, 2 on an error.
+    Run {
+        /// A structured task (JSON, see `codectx agent schema`).
+        #[arg(long, required_unless_present = "issue", conflicts_with = "issue")]
+        task: Option<PathBuf>,
+        /// A free-text task (an issue body in Markdown); `-` reads standard input.
+        #[arg(long)]
+        issue: Option<PathBuf>,
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Test runs before giving up (default: the config's, else the policy's for the
+        /// task type, 7).
+        #[arg(long)]
+        max_iterations: Option<u32>,
+        /// The agent's TOML config (`[llm]`, `[agent]`); default `<repo>/.codectx/agent.toml`
+        /// when it exists.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The merge policy (default: the shipped policy/default.toml).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// A running `codectx serve`; without it a server is started on a loopback port
+        /// for this run (the agent talks gRPC either way).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, env = "CODECTX_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
+        /// The commit the branch starts from.
+        #[arg(long, default_value = "HEAD")]
+        base: String,
+        /// Where runs go (default `<data dir>/agent-runs`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overrides agent.test_command.
+        #[arg(long)]
+        test_command: Option<String>,
+        /// Print the run report as JSON instead of the PR description.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of a structured task.
+    Schema,
+    /// Validate a structured task and show how the policy classifies it.
+    Validate {
+        task: PathBuf,
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -230,7 +291,7 @@ pub fn main() -> i32 {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CODECTX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,codectx::access=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -586,8 +647,168 @@ fn run(cli: Cli) -> crate::Result<()> {
             running.wait();
             Ok(())
         }
+        Command::Agent { which } => agent(which, config),
         Command::Bench { which } => crate::bench::run(which, config),
     }
+}
+
+fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()> {
+    use crate::agent::{self, task::Task};
+    match which {
+        AgentCommand::Schema => {
+            print!("{}", agent::task::schema());
+            Ok(())
+        }
+        AgentCommand::Validate { task, policy } => {
+            let task = Task::load(&task, true)?;
+            let policy = crate::policy::Policy::load(policy.as_deref())?;
+            let c = policy.classify(
+                task.task_type.as_deref(),
+                &task.labels,
+                &task.classification_text(),
+                task.severity,
+            );
+            println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
+            Ok(())
+        }
+        AgentCommand::Run {
+            task,
+            issue,
+            repo,
+            max_iterations,
+            config: agent_config,
+            policy,
+            server,
+            auth_token,
+            base,
+            out,
+            test_command,
+            json,
+        } => {
+            // Every failure of a run exits 2, as documented; a finished run exits 0 or 1.
+            let code = match agent_run(
+                task,
+                issue,
+                repo,
+                max_iterations,
+                agent_config,
+                policy,
+                server,
+                auth_token,
+                base,
+                out,
+                test_command,
+                json,
+                config,
+            ) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            };
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn agent_run(
+    task: Option<PathBuf>,
+    issue: Option<PathBuf>,
+    repo: PathBuf,
+    max_iterations: Option<u32>,
+    agent_config: Option<PathBuf>,
+    policy: Option<PathBuf>,
+    server: Option<String>,
+    auth_token: Option<String>,
+    base: String,
+    out: Option<PathBuf>,
+    test_command: Option<String>,
+    json: bool,
+    config: crate::config::Config,
+) -> crate::Result<i32> {
+    use crate::agent::{self, config::AgentFile, task::Task};
+    let repo = canonical(&repo)?;
+    let task = match (task, issue) {
+        (Some(t), _) => Task::load(&t, true)?,
+        (None, Some(i)) if i.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Error::io("<stdin>", e))?;
+            Task::from_text(&text)?
+        }
+        (None, Some(i)) => Task::load(&i, false)?,
+        (None, None) => return Err(Error::invalid("give --task FILE or --issue FILE")),
+    };
+    let config_path = agent_config.or_else(|| {
+        let p = repo.join(".codectx/agent.toml");
+        p.is_file().then_some(p)
+    });
+    let mut file = AgentFile::load(config_path.as_deref())?;
+    if let Some(cmd) = test_command {
+        file.agent.test_command = cmd;
+    }
+    let policy = crate::policy::Policy::load(policy.as_deref())?;
+    let llm = crate::llm::client(&file.llm)?;
+    let out = out.unwrap_or_else(|| config.data_dir.join("agent-runs"));
+    // Without --server, this process serves its own engine on a loopback port and the
+    // agent still reaches it over gRPC.
+    let local;
+    let server = match server {
+        Some(s) => s,
+        None => {
+            let engine = std::sync::Arc::new(Engine::new(config)?);
+            local = crate::server::grpc::spawn_local(engine, ([127, 0, 0, 1], 0).into())?;
+            local.url.clone()
+        }
+    };
+    let options = agent::RunOptions {
+        repo,
+        task,
+        config: file,
+        policy,
+        max_iterations,
+        base,
+        out_dir: out,
+        server,
+        auth_token: auth_token.filter(|t| !t.is_empty()),
+    };
+    let report = agent::run(options, &*llm)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        if let Some(text) = report
+            .pr_description
+            .as_ref()
+            .and_then(|pr| std::fs::read_to_string(pr).ok())
+        {
+            println!("{text}");
+        }
+        eprintln!(
+            "{:?} after {} iteration(s) of {}; branch {}{}; audit log {}",
+            report.status,
+            report.iterations,
+            report.max_iterations,
+            report.branch,
+            report
+                .commit
+                .as_deref()
+                .map(|c| format!(" at {}", &c[..12.min(c.len())]))
+                .unwrap_or_default(),
+            report.audit.display()
+        );
+        if let Some(e) = &report.error {
+            eprintln!("error: {e}");
+        }
+    }
+    Ok(report.status.exit_code())
 }
 
 /// A repository path as the server knows it: absolute and canonical.

@@ -1,5 +1,6 @@
 //! codectx: a semantic code indexer and context-retrieval engine for coding agents.
 
+pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod redact;
 pub mod registry;
 pub mod retrieve;
+pub mod sandbox;
 pub mod server;
 pub mod source;
 pub mod syntax;

@@ -15,7 +15,9 @@ pub const DEFAULT_POLICY: &str = include_str!("../policy/default.toml");
 /// The type name given to a task no rule recognises.
 pub const UNKNOWN: &str = "unknown";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,

@@ -29,7 +29,7 @@ use pb::code_context_server::{CodeContext, CodeContextServer};
 
 /// Largest request the server decodes, and largest answer it encodes.
 const MAX_DECODE_BYTES: usize = 4 * 1024 * 1024;
-const MAX_ENCODE_BYTES: usize = 32 * 1024 * 1024;
+pub(crate) const MAX_ENCODE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Longest a unary call may run.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -350,22 +350,26 @@ impl CodeContext for Service {
         let _permit = self.admit()?;
         let name = request.into_inner().repository;
         let engine = Arc::clone(&self.engine);
-        blocking(move || {
-            let root = resolve(&engine, &name, false)?;
-            let s = engine.status(&root)?;
-            Ok(pb::StatusResponse {
-                repository: Some(repository(&engine, &root, Some(&s))),
-                current_head: s.current_head.clone().unwrap_or_default(),
-                stale: s.stale,
-                dirty_now: s.dirty_now,
-                chunks: s.chunks,
-                stored_chunks: s.stored_chunks,
-                vectors: s.vectors,
-                dense_coverage: s.dense_coverage,
-            })
-        })
+        let repo_name = name.clone();
+        logged(
+            "Status",
+            repo_name,
+            blocking(move || {
+                let root = resolve(&engine, &name, false)?;
+                let s = engine.status(&root)?;
+                Ok(pb::StatusResponse {
+                    repository: Some(repository(&engine, &root, Some(&s))),
+                    current_head: s.current_head.clone().unwrap_or_default(),
+                    stale: s.stale,
+                    dirty_now: s.dirty_now,
+                    chunks: s.chunks,
+                    stored_chunks: s.stored_chunks,
+                    vectors: s.vectors,
+                    dense_coverage: s.dense_coverage,
+                })
+            }),
+        )
         .await
-        .map(Response::new)
     }
 
     async fn search(
@@ -375,69 +379,73 @@ impl CodeContext for Service {
         let _permit = self.admit()?;
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
-        blocking(move || {
-            let root = resolve(&engine, &req.repository, false)?;
-            let language = match opt(req.language) {
-                Some(l) => Some(
-                    Language::parse(&l)
-                        .ok_or_else(|| Error::invalid(format!("language: unknown {l:?}")))?,
-                ),
-                None => None,
-            };
-            let search = SearchRequest {
-                query: req.query,
-                k: if req.k == 0 { 10 } else { req.k as usize },
-                language,
-                path_glob: opt(req.path_glob),
-                mode: mode(req.mode)?,
-                fusion: Default::default(),
-                ref_name: opt(req.r#ref),
-            };
-            let r = engine.search(&root, &search)?;
-            Ok(pb::SearchResponse {
-                repository: engine.repository_id(&root),
-                r#ref: r.ref_name.unwrap_or_default(),
-                commit: r.commit.unwrap_or_default(),
-                indexed_dirty: r.indexed_dirty,
-                degraded: r.degraded.unwrap_or_default(),
-                dense_coverage: r.dense_coverage.unwrap_or(-1.0),
-                hits: r
-                    .hits
-                    .into_iter()
-                    .map(|h| pb::SearchHit {
-                        rank: h.rank as u32,
-                        score: h.score,
-                        lexical_rank: h.lexical_rank.unwrap_or(0) as u32,
-                        dense_rank: h.dense_rank.unwrap_or(0) as u32,
-                        chunk: Some(pb::Chunk {
-                            id: h.chunk.id,
-                            path: h.chunk.path,
-                            language: h.chunk.language.name().to_string(),
-                            kind: h.chunk.kind.name().to_string(),
-                            symbol: h.chunk.symbol,
-                            scope: h.chunk.scope,
-                            signature: h.chunk.signature,
-                            doc: h.chunk.doc,
-                            start_line: h.chunk.span.start_line as u32,
-                            end_line: h.chunk.span.end_line as u32,
-                            content: h.chunk.content,
-                        }),
-                    })
-                    .collect(),
-                files: r
-                    .files
-                    .into_iter()
-                    .map(|f| pb::FileHit {
-                        path: f.path,
-                        score: f.score,
-                        hits: f.chunks as u32,
-                    })
-                    .collect(),
-                took_ms: r.took_ms,
-            })
-        })
+        let repo_name = req.repository.clone();
+        logged(
+            "Search",
+            repo_name,
+            blocking(move || {
+                let root = resolve(&engine, &req.repository, false)?;
+                let language = match opt(req.language) {
+                    Some(l) => Some(
+                        Language::parse(&l)
+                            .ok_or_else(|| Error::invalid(format!("language: unknown {l:?}")))?,
+                    ),
+                    None => None,
+                };
+                let search = SearchRequest {
+                    query: req.query,
+                    k: if req.k == 0 { 10 } else { req.k as usize },
+                    language,
+                    path_glob: opt(req.path_glob),
+                    mode: mode(req.mode)?,
+                    fusion: Default::default(),
+                    ref_name: opt(req.r#ref),
+                };
+                let r = engine.search(&root, &search)?;
+                Ok(pb::SearchResponse {
+                    repository: engine.repository_id(&root),
+                    r#ref: r.ref_name.unwrap_or_default(),
+                    commit: r.commit.unwrap_or_default(),
+                    indexed_dirty: r.indexed_dirty,
+                    degraded: r.degraded.unwrap_or_default(),
+                    dense_coverage: r.dense_coverage.unwrap_or(-1.0),
+                    hits: r
+                        .hits
+                        .into_iter()
+                        .map(|h| pb::SearchHit {
+                            rank: h.rank as u32,
+                            score: h.score,
+                            lexical_rank: h.lexical_rank.unwrap_or(0) as u32,
+                            dense_rank: h.dense_rank.unwrap_or(0) as u32,
+                            chunk: Some(pb::Chunk {
+                                id: h.chunk.id,
+                                path: h.chunk.path,
+                                language: h.chunk.language.name().to_string(),
+                                kind: h.chunk.kind.name().to_string(),
+                                symbol: h.chunk.symbol,
+                                scope: h.chunk.scope,
+                                signature: h.chunk.signature,
+                                doc: h.chunk.doc,
+                                start_line: h.chunk.span.start_line as u32,
+                                end_line: h.chunk.span.end_line as u32,
+                                content: h.chunk.content,
+                            }),
+                        })
+                        .collect(),
+                    files: r
+                        .files
+                        .into_iter()
+                        .map(|f| pb::FileHit {
+                            path: f.path,
+                            score: f.score,
+                            hits: f.chunks as u32,
+                        })
+                        .collect(),
+                    took_ms: r.took_ms,
+                })
+            }),
+        )
         .await
-        .map(Response::new)
     }
 
     async fn get_context(
@@ -447,62 +455,66 @@ impl CodeContext for Service {
         let _permit = self.admit()?;
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
-        blocking(move || {
-            let root = resolve(&engine, &req.repository, false)?;
-            let budget = if req.budget == 0 {
-                8000
-            } else {
-                req.budget as usize
-            };
-            let mut context = ContextRequest::new(req.task, budget);
-            context.ref_name = opt(req.r#ref);
-            context.mode = mode(req.mode)?;
-            if let Some(t) = opt(req.tokenizer) {
-                context.tokenizer = t;
-            }
-            if let Some(share) = req.convention_share {
-                context.options.convention_share = share;
-            }
-            context.options.line_numbers = !req.no_line_numbers;
-            let pack = engine.context(&root, &context)?;
-            Ok(pb::GetContextResponse {
-                repository: engine.repository_id(&root),
-                r#ref: pack.ref_name.unwrap_or_default(),
-                commit: pack.commit.unwrap_or_default(),
-                budget: pack.budget as u32,
-                tokenizer: pack.tokenizer,
-                tokens_used: pack.tokens_used as u32,
-                items: pack
-                    .items
-                    .into_iter()
-                    .map(|i| pb::ContextItem {
-                        path: i.path,
-                        language: i.language.name().to_string(),
-                        start_line: i.start_line as u32,
-                        end_line: i.end_line as u32,
-                        commit: i.commit.unwrap_or_default(),
-                        symbol: i.symbol,
-                        kind: i.kind.name().to_string(),
-                        form: match i.form {
-                            ItemForm::Full => "full".into(),
-                            ItemForm::Signature => "signature".into(),
-                        },
-                        tokens: i.tokens as u32,
-                        reasons: i.reasons,
-                        convention: i.convention,
-                        text: i.text,
-                    })
-                    .collect(),
-                candidates: pack.candidates as u32,
-                left_out: pack.left_out as u32,
-                redacted: pack.redacted as u32,
-                degraded: pack.degraded.unwrap_or_default(),
-                markdown: pack.markdown,
-                took_ms: pack.took_ms,
-            })
-        })
+        let repo_name = req.repository.clone();
+        logged(
+            "GetContext",
+            repo_name,
+            blocking(move || {
+                let root = resolve(&engine, &req.repository, false)?;
+                let budget = if req.budget == 0 {
+                    8000
+                } else {
+                    req.budget as usize
+                };
+                let mut context = ContextRequest::new(req.task, budget);
+                context.ref_name = opt(req.r#ref);
+                context.mode = mode(req.mode)?;
+                if let Some(t) = opt(req.tokenizer) {
+                    context.tokenizer = t;
+                }
+                if let Some(share) = req.convention_share {
+                    context.options.convention_share = share;
+                }
+                context.options.line_numbers = !req.no_line_numbers;
+                let pack = engine.context(&root, &context)?;
+                Ok(pb::GetContextResponse {
+                    repository: engine.repository_id(&root),
+                    r#ref: pack.ref_name.unwrap_or_default(),
+                    commit: pack.commit.unwrap_or_default(),
+                    budget: pack.budget as u32,
+                    tokenizer: pack.tokenizer,
+                    tokens_used: pack.tokens_used as u32,
+                    items: pack
+                        .items
+                        .into_iter()
+                        .map(|i| pb::ContextItem {
+                            path: i.path,
+                            language: i.language.name().to_string(),
+                            start_line: i.start_line as u32,
+                            end_line: i.end_line as u32,
+                            commit: i.commit.unwrap_or_default(),
+                            symbol: i.symbol,
+                            kind: i.kind.name().to_string(),
+                            form: match i.form {
+                                ItemForm::Full => "full".into(),
+                                ItemForm::Signature => "signature".into(),
+                            },
+                            tokens: i.tokens as u32,
+                            reasons: i.reasons,
+                            convention: i.convention,
+                            text: i.text,
+                        })
+                        .collect(),
+                    candidates: pack.candidates as u32,
+                    left_out: pack.left_out as u32,
+                    redacted: pack.redacted as u32,
+                    degraded: pack.degraded.unwrap_or_default(),
+                    markdown: pack.markdown,
+                    took_ms: pack.took_ms,
+                })
+            }),
+        )
         .await
-        .map(Response::new)
     }
 
     async fn read_span(
@@ -512,60 +524,56 @@ impl CodeContext for Service {
         let _permit = self.admit()?;
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
-        blocking(move || {
-            let root = resolve(&engine, &req.repository, false)?;
-            let span = engine.read_span(
-                &root,
-                opt(req.r#ref).as_deref(),
-                &req.path,
-                (req.start_line as usize, req.end_line as usize),
-            )?;
-            Ok(pb::ReadSpanResponse {
-                path: span.path,
-                r#ref: span.ref_name,
-                commit: span.commit.unwrap_or_default(),
-                start_line: span.start_line as u32,
-                end_line: span.end_line as u32,
-                total_lines: span.total_lines as u32,
-                text: span.text,
-                truncated: span.truncated,
-            })
-        })
+        let repo_name = req.repository.clone();
+        logged(
+            "ReadSpan",
+            repo_name,
+            blocking(move || {
+                let root = resolve(&engine, &req.repository, false)?;
+                let span = engine.read_span(
+                    &root,
+                    opt(req.r#ref).as_deref(),
+                    &req.path,
+                    (req.start_line as usize, req.end_line as usize),
+                )?;
+                Ok(pb::ReadSpanResponse {
+                    path: span.path,
+                    r#ref: span.ref_name,
+                    commit: span.commit.unwrap_or_default(),
+                    start_line: span.start_line as u32,
+                    end_line: span.end_line as u32,
+                    total_lines: span.total_lines as u32,
+                    text: span.text,
+                    truncated: span.truncated,
+                })
+            }),
+        )
         .await
-        .map(Response::new)
     }
 }
 
-/// One call to a running server: connect, add the bearer token, call, map the status.
-fn remote<Q, A, F, Fut>(url: &str, token: Option<&str>, message: Q, call: F) -> Result<A>
-where
-    F: FnOnce(
-        pb::code_context_client::CodeContextClient<tonic::transport::Channel>,
-        Request<Q>,
-    ) -> Fut,
-    Fut: std::future::Future<Output = Result<Response<A>, Status>>,
-{
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async {
-        let client = pb::code_context_client::CodeContextClient::connect(url.to_string())
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?
-            .max_decoding_message_size(MAX_ENCODE_BYTES);
-        let mut request = Request::new(message);
-        if let Some(token) = token {
-            let value = format!("Bearer {token}").parse().map_err(|_| {
-                Error::invalid("the auth token has characters a header cannot carry")
-            })?;
-            request.metadata_mut().insert("authorization", value);
+/// Awaits one handler and writes its access-log line (target `codectx::access`):
+/// method, repository, outcome, milliseconds.
+async fn logged<T>(
+    method: &str,
+    repository: String,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &result {
+        Ok(_) => {
+            tracing::info!(target: "codectx::access", "{method} repository={repository:?} ok {ms:.1}ms")
         }
-        call(client, request)
-            .await
-            .map(Response::into_inner)
-            .map_err(super::status::from_status)
-    })
+        Err(s) => tracing::info!(
+            target: "codectx::access",
+            "{method} repository={repository:?} {:?} {ms:.1}ms: {}",
+            s.code(),
+            s.message()
+        ),
+    }
+    result.map(Response::new)
 }
 
 /// `Search` on a running server (the CLI's `--server`).
@@ -574,12 +582,7 @@ pub fn remote_search(
     token: Option<&str>,
     request: pb::SearchRequest,
 ) -> Result<pb::SearchResponse> {
-    remote(
-        url,
-        token,
-        request,
-        |mut c, r| async move { c.search(r).await },
-    )
+    super::client::Client::connect(url, token)?.search(request)
 }
 
 /// `GetContext` on a running server (the CLI's `--server`).
@@ -588,9 +591,7 @@ pub fn remote_context(
     token: Option<&str>,
     request: pb::GetContextRequest,
 ) -> Result<pb::GetContextResponse> {
-    remote(url, token, request, |mut c, r| async move {
-        c.get_context(r).await
-    })
+    super::client::Client::connect(url, token)?.context(request)
 }
 
 /// Serves the API, health and reflection on `listener` until `shutdown` resolves; then
@@ -641,4 +642,62 @@ pub async fn serve(
         )
         .await
         .map_err(|e| Error::Unavailable(format!("gRPC server: {e}")))
+}
+
+/// A server on its own thread and runtime (for `codectx agent` without `--server`).
+pub struct LocalServer {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves `engine` on `listen` (port 0 picks one) until the returned handle is dropped.
+pub fn spawn_local(engine: Arc<Engine>, listen: std::net::SocketAddr) -> Result<LocalServer> {
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Unavailable(format!("{listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Unavailable(format!("{listen}: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the server runtime: {e}")))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("codectx-grpc".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!("the local server cannot listen: {e}"),
+                };
+                let stop = async {
+                    let _ = rx.await;
+                };
+                if let Err(e) = serve(engine, listener, ServeOptions::default(), stop).await {
+                    tracing::error!("the local server stopped: {e}");
+                }
+            })
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the server thread: {e}")))?;
+    Ok(LocalServer {
+        url: format!("http://{addr}"),
+        stop: Some(tx),
+        thread: Some(thread),
+    })
 }

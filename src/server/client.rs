@@ -1,0 +1,99 @@
+//! A blocking client of a running codectx server (`codectx.v1.CodeContext`): one channel
+//! and one small runtime kept for the life of the client, for the agent loop and the CLI.
+
+use super::grpc::{MAX_ENCODE_BYTES, pb};
+use crate::error::{Error, Result};
+use pb::code_context_client::CodeContextClient;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+pub struct Client {
+    runtime: tokio::runtime::Runtime,
+    inner: CodeContextClient<Channel>,
+    token: Option<String>,
+    url: String,
+}
+
+impl Client {
+    /// Connects to `url` (`http://host:port`); `token` is sent as a bearer token.
+    pub fn connect(url: &str, token: Option<&str>) -> Result<Client> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
+        let inner = runtime
+            .block_on(CodeContextClient::connect(url.to_string()))
+            .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?
+            .max_decoding_message_size(MAX_ENCODE_BYTES);
+        Ok(Client {
+            runtime,
+            inner,
+            token: token.map(str::to_string),
+            url: url.to_string(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn call<Q, A, F, Fut>(&mut self, message: Q, call: F) -> Result<A>
+    where
+        F: FnOnce(CodeContextClient<Channel>, Request<Q>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Response<A>, Status>>,
+    {
+        let mut request = Request::new(message);
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                Error::invalid("the auth token has characters a header cannot carry")
+            })?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        let client = self.inner.clone();
+        self.runtime
+            .block_on(call(client, request))
+            .map(Response::into_inner)
+            .map_err(super::status::from_status)
+    }
+
+    pub fn search(&mut self, request: pb::SearchRequest) -> Result<pb::SearchResponse> {
+        self.call(request, |mut c, r| async move { c.search(r).await })
+    }
+
+    pub fn context(&mut self, request: pb::GetContextRequest) -> Result<pb::GetContextResponse> {
+        self.call(request, |mut c, r| async move { c.get_context(r).await })
+    }
+
+    pub fn read_span(&mut self, request: pb::ReadSpanRequest) -> Result<pb::ReadSpanResponse> {
+        self.call(request, |mut c, r| async move { c.read_span(r).await })
+    }
+
+    pub fn status(&mut self, repository: &str) -> Result<pb::StatusResponse> {
+        let request = pb::StatusRequest {
+            repository: repository.to_string(),
+        };
+        self.call(request, |mut c, r| async move { c.status(r).await })
+    }
+
+    /// Reindexes `repository` (registering it when new) and returns the final summary.
+    pub fn reindex(&mut self, request: pb::ReindexRequest) -> Result<pb::ReindexSummary> {
+        let mut stream = self.call(request, |mut c, r| async move { c.reindex(r).await })?;
+        self.runtime.block_on(async {
+            let mut summary = None;
+            loop {
+                match stream.message().await {
+                    Ok(Some(p)) => {
+                        if p.summary.is_some() {
+                            summary = p.summary;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(s) => return Err(super::status::from_status(s)),
+                }
+            }
+            summary.ok_or_else(|| {
+                Error::Unavailable("the reindex stream ended without a summary".into())
+            })
+        })
+    }
+}
