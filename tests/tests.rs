@@ -1,5 +1,6 @@
 //! The one integration-test binary: real grammars, real tantivy indexes on disk, real git.
 
+mod agent;
 mod chunks;
 mod cli;
 mod context;

@@ -584,7 +584,14 @@ impl Loop<'_> {
     /// Commits the worktree's changes on the branch.
     fn commit(&mut self, summary: &str, report: &mut RunReport) -> Result<()> {
         let root = self.ws.root.clone();
-        git(&root, &["add", "-A"])?;
+        // Only what the model changed through its tools: by-products of the test command
+        // (Cargo.lock, caches, coverage files) stay out of the commit.
+        let edited: Vec<String> = self.ws.edited.iter().cloned().collect();
+        if !edited.is_empty() {
+            let mut args = vec!["add", "-A", "--"];
+            args.extend(edited.iter().map(String::as_str));
+            git(&root, &args)?;
+        }
         let changed = git(&root, &["diff", "--cached", "--name-only"])?;
         report.files_changed = changed.lines().map(str::to_string).collect();
         if report.files_changed.is_empty() {
