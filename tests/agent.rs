@@ -522,8 +522,16 @@ fn a_failing_rust_test_is_fixed_in_two_iterations_over_the_anthropic_format() {
     // The secrets were there to leak: the task, the conventions, the code and the failing
     // test's output all reached the model with markers in their place.
     let all = bodies.join("\n");
-    for marker in ["aws-access-key-id", "generic-secret", "slack-token", "github-token"] {
-        assert!(all.contains(&format!("[REDACTED:{marker}]")), "no {marker} marker");
+    for marker in [
+        "aws-access-key-id",
+        "generic-secret",
+        "slack-token",
+        "github-token",
+    ] {
+        assert!(
+            all.contains(&format!("[REDACTED:{marker}]")),
+            "no {marker} marker"
+        );
     }
     assert_no_secrets(&script, &run);
 }

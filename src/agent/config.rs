@@ -37,6 +37,9 @@ pub struct AgentConfig {
     pub tool_output_budget: usize,
     /// Branch names start with this.
     pub branch_prefix: String,
+    /// Embed what the start-of-run reindex adds (off: the service answers lexically for
+    /// chunks it has not embedded yet).
+    pub reindex_embed: bool,
 }
 
 impl Default for AgentConfig {
@@ -52,6 +55,7 @@ impl Default for AgentConfig {
             context_budget: 6000,
             tool_output_budget: 3000,
             branch_prefix: "codectx/agent/".into(),
+            reindex_embed: true,
         }
     }
 }

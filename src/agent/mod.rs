@@ -307,6 +307,7 @@ fn drive(
     let mut client = Client::connect(&options.server, options.auth_token.as_deref())?;
     let summary = client.reindex(pb::ReindexRequest {
         repository: repository.clone(),
+        no_embed: !agent.reindex_embed,
         ..Default::default()
     })?;
     audit.log(

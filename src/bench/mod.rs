@@ -1,5 +1,6 @@
 //! `codectx bench`: measurements that belong in docs/BENCHMARKS.md, never in tests.
 
+pub mod agent;
 pub mod context;
 pub mod embed;
 pub mod index;
@@ -15,6 +16,17 @@ use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// The agent loop's own cost per iteration (model and tests excluded) on a real
+    /// repository through a real gRPC server, against one GetContext call in the same run.
+    Agent {
+        /// The repository to work on (a scratch branch and worktree are made and removed).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Index throughput, peak memory and search latency on a corpus, against a
     /// read-every-byte reference (and ripgrep when installed) measured in the same run.
     Index {
@@ -153,6 +165,11 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             queries,
             json,
         } => index::run(&corpus, queries, json, config),
+        BenchCommand::Agent {
+            repo,
+            iterations,
+            json,
+        } => agent::run(&repo, iterations, json, config),
         BenchCommand::Embed { corpus, json } => embed::run(&corpus, json, config),
         BenchCommand::Reindex {
             old,
