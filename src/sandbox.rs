@@ -51,6 +51,10 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// Output beyond this is dropped from the middle (head and tail are kept).
     pub max_output_bytes: usize,
+    /// Run inside bubblewrap when it is installed and works: no network, the whole file
+    /// system read-only except `cwd`, `writable` and a private /tmp.
+    pub isolate: bool,
+    pub writable: Vec<PathBuf>,
 }
 
 impl Spec {
@@ -62,6 +66,8 @@ impl Spec {
             limits: Limits::default(),
             env: Vec::new(),
             max_output_bytes: 4 << 20,
+            isolate: false,
+            writable: Vec::new(),
         }
     }
 }
@@ -74,6 +80,10 @@ pub struct Outcome {
     /// stdout and stderr interleaved, lossily decoded.
     pub output: String,
     pub took: Duration,
+    /// Peak resident memory of the command and the children it waited for.
+    pub max_rss_bytes: u64,
+    /// Whether bubblewrap isolated the command.
+    pub isolated: bool,
 }
 
 impl Outcome {
@@ -96,7 +106,19 @@ pub fn run(spec: &Spec) -> Result<Outcome> {
     use std::os::unix::process::CommandExt;
     let started = Instant::now();
     let (mut reader, writer) = std::io::pipe().map_err(|e| Error::io(&spec.cwd, e))?;
-    let mut cmd = Command::new("sh");
+    let isolated = spec.isolate && bwrap_works();
+    let mut cmd = if isolated {
+        let mut c = Command::new("bwrap");
+        c.args(["--unshare-net", "--die-with-parent", "--ro-bind", "/", "/"])
+            .args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+        for dir in std::iter::once(&spec.cwd).chain(&spec.writable) {
+            c.arg("--bind").arg(dir).arg(dir);
+        }
+        c.arg("--chdir").arg(&spec.cwd).arg("sh");
+        c
+    } else {
+        Command::new("sh")
+    };
     cmd.arg("-c")
         .arg(&spec.command)
         .current_dir(&spec.cwd)
@@ -152,21 +174,20 @@ pub fn run(spec: &Spec) -> Result<Outcome> {
         out.push_str(&String::from_utf8_lossy(tail.make_contiguous()));
         out
     });
+    let mut rss = 0u64;
     let (code, timed_out) = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break (status.code(), false),
+        match reap(pid, &mut rss) {
+            Ok(Some(code)) => break (code, false),
             Ok(None) if started.elapsed() >= spec.timeout => {
                 kill_group(pid);
-                let status = child.wait().ok();
-                break (status.and_then(|s| s.code()), true);
+                let _ = child.wait();
+                break (None, true);
             }
             Ok(None) => std::thread::sleep(poll_interval(started.elapsed())),
             Err(e) => {
                 kill_group(pid);
-                return Err(Error::Internal(format!(
-                    "waiting for `{}`: {e}",
-                    spec.command
-                )));
+                let _ = child.wait();
+                return Err(Error::Internal(format!("waiting for `{}`: {e}", spec.command)));
             }
         }
     };
@@ -178,6 +199,44 @@ pub fn run(spec: &Spec) -> Result<Outcome> {
         timed_out,
         output,
         took: started.elapsed(),
+        max_rss_bytes: rss,
+        isolated,
+    })
+}
+
+/// Reaps `pid` if it exited: `Some(exit code)` (`None` inside when a signal ended it), with
+/// its peak RSS (its own and its waited-for children's) stored in `rss`.
+fn reap(pid: i32, rss: &mut u64) -> std::io::Result<Option<Option<i32>>> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 writes both out-parameters.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if r == 0 {
+        return Ok(None);
+    }
+    *rss = (usage.ru_maxrss.max(0) as u64) * 1024;
+    Ok(Some(if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else {
+        None
+    }))
+}
+
+/// Whether bubblewrap is installed and can make a sandbox here (it cannot in every
+/// container); probed once per process.
+pub fn bwrap_works() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        Command::new("bwrap")
+            .args(["--unshare-net", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev"])
+            .args(["--proc", "/proc", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     })
 }
 
@@ -315,6 +374,65 @@ mod tests {
         assert!(out.output.contains("out\nerr\nprobe=\n"), "{}", out.output);
         assert!(out.output.contains("bytes of output left out"));
         assert!(out.output.len() < 1200);
+    }
+
+    #[test]
+    fn a_command_that_forks_without_end_is_killed_with_every_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = Spec::new(
+            "while :; do sleep 1001 & done",
+            dir.path(),
+            Duration::from_millis(500),
+        );
+        spec.limits.processes = Some(256);
+        let out = run(&spec).unwrap();
+        assert!(!out.success(), "{out:?}");
+        // Nothing of the group is left: a signal to it finds no process.
+        std::thread::sleep(Duration::from_millis(100));
+        let left = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ps -eo args | grep -c '^sleep 1001$' || true")
+            .output()
+            .unwrap();
+        let n: usize = String::from_utf8_lossy(&left.stdout).trim().parse().unwrap_or(0);
+        assert_eq!(n, 0, "sleepers outlived the command");
+    }
+
+    #[test]
+    fn peak_memory_is_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = Spec::new(
+            "python3 -c 'x = bytearray(64 * 1024 * 1024); print(len(x))'",
+            dir.path(),
+            Duration::from_secs(30),
+        );
+        let out = run(&spec).unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(out.max_rss_bytes >= 64 << 20, "{}", out.max_rss_bytes);
+    }
+
+    #[test]
+    fn isolation_blocks_the_network_and_writes_outside_the_worktree() {
+        if !bwrap_works() {
+            eprintln!("bubblewrap is not usable here: isolation is not tested");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let mut spec = Spec::new(
+            format!(
+                "echo ok > inside.txt; echo no > {}/outside.txt; python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 9), 1)' || echo no-network",
+                outside.path().display()
+            ),
+            dir.path(),
+            Duration::from_secs(30),
+        );
+        spec.isolate = true;
+        let out = run(&spec).unwrap();
+        assert!(out.isolated);
+        assert!(dir.path().join("inside.txt").exists(), "{}", out.output);
+        assert!(!outside.path().join("outside.txt").exists(), "{}", out.output);
+        assert!(out.output.contains("no-network"), "{}", out.output);
     }
 
     #[test]
