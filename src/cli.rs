@@ -207,10 +207,56 @@ pub enum Command {
         #[command(subcommand)]
         which: AgentCommand,
     },
+    /// The gate runner: the gates a task type requires, on worktrees of base and head; a
+    /// verdict and an auto-merge decision.
+    Gate {
+        #[command(subcommand)]
+        which: GateCommand,
+    },
     /// Benchmarks (numbers go to docs/BENCHMARKS.md, never into tests).
     Bench {
         #[command(subcommand)]
         which: crate::bench::BenchCommand,
+    },
+}
+
+/// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum GateCommand {
+    /// Run the required gates: exit 0 pass, 1 fail, 2 error.
+    Run {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long)]
+        base: String,
+        #[arg(long, default_value = "HEAD")]
+        head: String,
+        /// A task type of the policy; an unknown one is HIGH and never auto-merged.
+        #[arg(long)]
+        task_type: String,
+        /// The merge policy (default: the shipped policy/default.toml).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Gate commands and limits (default: `.codectx/gates.toml` of the base commit).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "md", value_parser = ["json", "sarif", "md"])]
+        format: String,
+        /// Also write each format: `<out>.json`, `<out>.sarif`, `<out>.md`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A JSON object of review gate -> approver.
+        #[arg(long)]
+        approvals: Option<PathBuf>,
+        /// A review approval, e.g. `manual_review_approved=alice` (repeatable).
+        #[arg(long = "approve", value_name = "GATE=WHO")]
+        approve: Vec<String>,
+    },
+    /// Validate a policy and print it as JSON (the shipped one by default).
+    Policy {
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -648,6 +694,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             Ok(())
         }
         Command::Agent { which } => agent(which, config),
+        Command::Gate { which } => gate(which),
         Command::Bench { which } => crate::bench::run(which, config),
     }
 }
@@ -713,6 +760,104 @@ fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()
             Ok(())
         }
     }
+}
+
+fn gate(which: GateCommand) -> crate::Result<()> {
+    match which {
+        GateCommand::Policy { policy } => {
+            let policy = crate::policy::Policy::load(policy.as_deref())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy).unwrap_or_default()
+            );
+            Ok(())
+        }
+        GateCommand::Run {
+            repo,
+            base,
+            head,
+            task_type,
+            policy,
+            config,
+            format,
+            out,
+            approvals,
+            approve,
+        } => {
+            let code = match gate_run(
+                repo, base, head, task_type, policy, config, &format, out, approvals, approve,
+            ) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            };
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gate_run(
+    repo: PathBuf,
+    base: String,
+    head: String,
+    task_type: String,
+    policy: Option<PathBuf>,
+    config: Option<PathBuf>,
+    format: &str,
+    out: Option<PathBuf>,
+    approvals_file: Option<PathBuf>,
+    approve: Vec<String>,
+) -> crate::Result<i32> {
+    use crate::gate::{self, report};
+    let mut approvals = std::collections::BTreeMap::new();
+    if let Some(path) = approvals_file {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(format!("approvals {}: {e}", path.display())))?;
+        approvals.extend(map);
+    }
+    for a in approve {
+        let (g, who) = a
+            .split_once('=')
+            .ok_or_else(|| Error::invalid(format!("--approve {a:?}: expected GATE=WHO")))?;
+        approvals.insert(g.trim().to_string(), who.trim().to_string());
+    }
+    let config = match config {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+            Some(gate::GateConfig::parse(&text, &p.display().to_string())?)
+        }
+        None => None,
+    };
+    let request = gate::GateRequest {
+        repo: canonical(&repo)?,
+        base,
+        head,
+        task_type,
+        policy: crate::policy::Policy::load(policy.as_deref())?,
+        config,
+        approvals,
+    };
+    let verdict = gate::run(&request)?;
+    let render = |f: &str| match f {
+        "json" => report::to_json(&verdict),
+        "sarif" => report::to_sarif(&verdict),
+        _ => report::to_markdown(&verdict),
+    };
+    if let Some(out) = out {
+        for f in ["json", "sarif", "md"] {
+            let path = out.with_extension(f);
+            std::fs::write(&path, render(f)).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    println!("{}", render(format));
+    Ok(verdict.exit_code())
 }
 
 #[allow(clippy::too_many_arguments)]

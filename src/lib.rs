@@ -7,6 +7,7 @@ pub mod config;
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod hooks;
 pub mod index;
 pub mod ingest;

@@ -187,7 +187,10 @@ pub fn run(spec: &Spec) -> Result<Outcome> {
             Err(e) => {
                 kill_group(pid);
                 let _ = child.wait();
-                return Err(Error::Internal(format!("waiting for `{}`: {e}", spec.command)));
+                return Err(Error::Internal(format!(
+                    "waiting for `{}`: {e}",
+                    spec.command
+                )));
             }
         }
     };
@@ -231,7 +234,15 @@ pub fn bwrap_works() -> bool {
     static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *WORKS.get_or_init(|| {
         Command::new("bwrap")
-            .args(["--unshare-net", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev"])
+            .args([
+                "--unshare-net",
+                "--die-with-parent",
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+            ])
             .args(["--proc", "/proc", "true"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -340,6 +351,66 @@ pub fn confine(root: &Path, path: &str) -> Result<PathBuf> {
     Ok(full)
 }
 
+/// The test command for `root` when none is configured.
+pub fn guess_test_command(root: &Path) -> Result<String> {
+    if root.join("Cargo.toml").is_file() {
+        return Ok("cargo test --quiet".into());
+    }
+    let python = [
+        "pyproject.toml",
+        "setup.py",
+        "setup.cfg",
+        "pytest.ini",
+        "tox.ini",
+    ]
+    .iter()
+    .any(|f| root.join(f).is_file())
+        || std::fs::read_dir(root)
+            .map_err(|e| Error::io(root, e))?
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "py"));
+    if python {
+        let pytest = std::process::Command::new("python3")
+            .args(["-c", "import pytest"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        return Ok(if pytest {
+            "python3 -m pytest -q".into()
+        } else {
+            "python3 -m unittest".into()
+        });
+    }
+    if root.join("package.json").is_file() {
+        return Ok("npm test".into());
+    }
+    if root.join("go.mod").is_file() {
+        return Ok("go test ./...".into());
+    }
+    Err(Error::invalid(format!(
+        "{}: no test command configured and none could be guessed; set agent.test_command or --test-command",
+        root.display()
+    )))
+}
+
+/// `PATH` for sandboxed commands: the caller's, then the gate tools `scripts/setup`
+/// installs (`$CODECTX_HOME/gate-tools/bin`: semgrep, coverage).
+pub fn tool_path() -> String {
+    let tools = crate::config::codectx_home().join("gate-tools/bin");
+    match std::env::var("PATH") {
+        Ok(p) if !p.is_empty() => format!("{p}:{}", tools.display()),
+        _ => format!("/usr/local/bin:/usr/bin:/bin:{}", tools.display()),
+    }
+}
+
+/// The full path of `tool` on [`tool_path`], if it is installed.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    tool_path()
+        .split(':')
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|p| p.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,7 +465,10 @@ mod tests {
             .arg("ps -eo args | grep -c '^sleep 1001$' || true")
             .output()
             .unwrap();
-        let n: usize = String::from_utf8_lossy(&left.stdout).trim().parse().unwrap_or(0);
+        let n: usize = String::from_utf8_lossy(&left.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
         assert_eq!(n, 0, "sleepers outlived the command");
     }
 
@@ -431,7 +505,11 @@ mod tests {
         let out = run(&spec).unwrap();
         assert!(out.isolated);
         assert!(dir.path().join("inside.txt").exists(), "{}", out.output);
-        assert!(!outside.path().join("outside.txt").exists(), "{}", out.output);
+        assert!(
+            !outside.path().join("outside.txt").exists(),
+            "{}",
+            out.output
+        );
         assert!(out.output.contains("no-network"), "{}", out.output);
     }
 

@@ -297,7 +297,7 @@ fn drive(
     let agent = &options.config.agent;
     let counter = crate::tokens::counter(&agent.tokenizer)?;
     let test_command = if agent.test_command.trim().is_empty() {
-        config::guess_test_command(worktree)?
+        crate::sandbox::guess_test_command(worktree)?
     } else {
         agent.test_command.clone()
     };
