@@ -55,6 +55,8 @@ pub struct Spec {
     /// system read-only except `cwd`, `writable` and a private /tmp.
     pub isolate: bool,
     pub writable: Vec<PathBuf>,
+    /// Directories under /tmp the command must see (read-only) when isolated.
+    pub readable: Vec<PathBuf>,
 }
 
 impl Spec {
@@ -68,6 +70,7 @@ impl Spec {
             max_output_bytes: 4 << 20,
             isolate: false,
             writable: Vec::new(),
+            readable: Vec::new(),
         }
     }
 }
@@ -111,6 +114,9 @@ pub fn run(spec: &Spec) -> Result<Outcome> {
         let mut c = Command::new("bwrap");
         c.args(["--unshare-net", "--die-with-parent", "--ro-bind", "/", "/"])
             .args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+        for dir in &spec.readable {
+            c.arg("--ro-bind").arg(dir).arg(dir);
+        }
         for dir in std::iter::once(&spec.cwd).chain(&spec.writable) {
             c.arg("--bind").arg(dir).arg(dir);
         }

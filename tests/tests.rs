@@ -6,6 +6,7 @@ mod cli;
 mod context;
 mod crash;
 mod embed;
+mod gate;
 mod grpc;
 mod hooks;
 mod http_embed;

@@ -63,6 +63,7 @@ fn exec(
     spec.limits.file_size_bytes = l.file_size_mb.map(|m| m << 20);
     spec.isolate = env.config.isolate.unwrap_or(true);
     spec.writable = vec![env.scratch.clone()];
+    spec.readable = vec![env.base.clone(), env.head.clone()];
     spec.env.push(("PATH".into(), sandbox::tool_path()));
     for (k, v) in extra {
         spec.env.push((k.to_string(), v.clone()));
@@ -348,6 +349,9 @@ fn sast(env: &Env) -> GateResult {
         "'{}' scan --json --metrics=off --disable-version-check --quiet",
         semgrep.display()
     );
+    // semgrep prefixes each rule id with its file's directory, dotted; that directory is a
+    // temporary worktree, so it is cut off to keep rule ids (and fingerprints) stable.
+    let mut prefixes = Vec::new();
     for rule in &cfg.rules {
         let path = config_path(env, rule);
         if !path.exists() {
@@ -357,6 +361,17 @@ fn sast(env: &Env) -> GateResult {
                 format!("semgrep rules {rule}: not found in base"),
             );
         }
+        let dir = if path.is_dir() {
+            path.clone()
+        } else {
+            path.parent().unwrap_or(&path).to_path_buf()
+        };
+        prefixes.push(format!(
+            "{}.",
+            dir.to_string_lossy()
+                .trim_start_matches('/')
+                .replace('/', ".")
+        ));
         command.push_str(&format!(" --config '{}'", path.display()));
     }
     let out_file = env.scratch.join("semgrep.json");
@@ -423,7 +438,12 @@ fn sast(env: &Env) -> GateResult {
             .to_string();
         let start = m["start"]["line"].as_u64().unwrap_or(0) as u32;
         let end = m["end"]["line"].as_u64().unwrap_or(start as u64) as u32;
-        let rule = m["check_id"].as_str().unwrap_or("semgrep").to_string();
+        let raw = m["check_id"].as_str().unwrap_or("semgrep");
+        let rule = prefixes
+            .iter()
+            .find_map(|p| raw.strip_prefix(p.as_str()))
+            .unwrap_or(raw)
+            .to_string();
         let level = match m["extra"]["severity"].as_str() {
             Some("ERROR") => "error",
             Some("WARNING") => "warning",

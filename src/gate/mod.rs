@@ -352,8 +352,19 @@ pub fn run(request: &GateRequest) -> Result<Verdict> {
         approvals: request.approvals.clone(),
     };
     std::fs::create_dir_all(&env.scratch).map_err(|e| Error::io(&env.scratch, e))?;
+    // Static gates first (they read the tree as committed), then the ones that run the
+    // project's commands, then reviews: fast feedback, and no build output in what SAST
+    // and the dependency audit read.
+    let mut order = rules.required_gates.clone();
+    order.sort_by_key(|g| match g {
+        Gate::SastClean | Gate::DepsSafe => 0,
+        Gate::TestsPass => 1,
+        Gate::CoverageMaintained | Gate::PerformanceStable => 2,
+        _ => 3,
+    });
+    order.dedup();
     let mut gates = Vec::new();
-    for gate in &rules.required_gates {
+    for gate in &order {
         let t = Instant::now();
         let mut result = checks::run_gate(*gate, &env);
         result.duration_ms = t.elapsed().as_millis() as u64;
