@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod context;
 pub mod embed;
+pub mod gate;
 pub mod index;
 pub mod metrics;
 pub mod mine;
@@ -16,6 +17,16 @@ use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// The gate runner against the same commands run by hand (worktrees, semgrep, tests,
+    /// coverage on base and head), alternately, on a generated Python repository.
+    Gate {
+        #[arg(long, default_value_t = 40)]
+        modules: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// The agent loop's own cost per iteration (model and tests excluded) on a real
     /// repository through a real gRPC server, against one GetContext call in the same run.
     Agent {
@@ -165,6 +176,11 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             queries,
             json,
         } => index::run(&corpus, queries, json, config),
+        BenchCommand::Gate {
+            modules,
+            rounds,
+            json,
+        } => gate::run(modules, rounds, json),
         BenchCommand::Agent {
             repo,
             iterations,
