@@ -304,6 +304,10 @@ pub enum AgentCommand {
         /// Print the run report as JSON instead of the PR description.
         #[arg(long)]
         json: bool,
+        /// When the run passes, hand the branch to `codectx gate run` (the task's type,
+        /// base..branch); its verdict goes to `<run>/gate.{json,sarif,md}`.
+        #[arg(long)]
+        gate: bool,
     },
     /// Print the JSON Schema of a structured task.
     Schema,
@@ -731,6 +735,7 @@ fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()
             out,
             test_command,
             json,
+            gate,
         } => {
             // Every failure of a run exits 2, as documented; a finished run exits 0 or 1.
             let code = match agent_run(
@@ -746,6 +751,7 @@ fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()
                 out,
                 test_command,
                 json,
+                gate,
                 config,
             ) {
                 Ok(code) => code,
@@ -860,6 +866,42 @@ fn gate_run(
     Ok(verdict.exit_code())
 }
 
+/// Runs `codectx gate run` on the agent's branch in a child process: the agent and the
+/// gate runner are both clients and never call each other's code.
+fn hand_to_gate(
+    repo: &std::path::Path,
+    report: &crate::agent::RunReport,
+    policy: Option<&std::path::Path>,
+) -> crate::Result<()> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+    let out = report.audit.with_file_name("gate");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["gate", "run", "--repo"])
+        .arg(repo)
+        .args(["--base", &report.base_commit, "--head", &report.branch])
+        .args(["--task-type", &report.classification.task_type])
+        .args(["--format", "md", "--out"])
+        .arg(&out);
+    if let Some(p) = policy {
+        cmd.arg("--policy").arg(p);
+    }
+    let status = cmd
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Error::Unavailable(format!("cannot start the gate runner: {e}")))?;
+    eprintln!(
+        "gate: {} (exit {}); verdict in {}",
+        match status.code() {
+            Some(0) => "pass",
+            Some(1) => "fail",
+            _ => "error",
+        },
+        status.code().unwrap_or(-1),
+        out.with_extension("md").display()
+    );
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn agent_run(
     task: Option<PathBuf>,
@@ -874,6 +916,7 @@ fn agent_run(
     out: Option<PathBuf>,
     test_command: Option<String>,
     json: bool,
+    gate: bool,
     config: crate::config::Config,
 ) -> crate::Result<i32> {
     use crate::agent::{self, config::AgentFile, task::Task};
@@ -897,6 +940,7 @@ fn agent_run(
     if let Some(cmd) = test_command {
         file.agent.test_command = cmd;
     }
+    let policy_path = policy.clone();
     let policy = crate::policy::Policy::load(policy.as_deref())?;
     let llm = crate::llm::client(&file.llm)?;
     let out = out.unwrap_or_else(|| config.data_dir.join("agent-runs"));
@@ -922,7 +966,11 @@ fn agent_run(
         server,
         auth_token: auth_token.filter(|t| !t.is_empty()),
     };
+    let repo_root = options.repo.clone();
     let report = agent::run(options, &*llm)?;
+    if gate && report.commit.is_some() {
+        hand_to_gate(&repo_root, &report, policy_path.as_deref())?;
+    }
     if json {
         println!(
             "{}",

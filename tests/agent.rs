@@ -564,6 +564,13 @@ fn a_python_fix_recovers_from_a_malformed_call_and_a_refused_edit_over_the_opena
         call("finish", json!({"summary": "add now adds"})),
     ]);
     let cfg = config(data.path(), "openai", &url, "python3 -m unittest");
+    // A team policy in which an isolated bug fix needs passing tests only.
+    let policy = data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[task_types.bug_fix_isolated]\nseverity = \"low\"\nauto_merge = true\nrequired_gates = [\"tests_pass\"]\nlabels = [\"bug\"]\n",
+    )
+    .unwrap();
     let issue = data.path().join("issue.md");
     std::fs::write(
         &issue,
@@ -578,6 +585,9 @@ fn a_python_fix_recovers_from_a_malformed_call_and_a_refused_edit_over_the_opena
             issue.to_str().unwrap(),
             "--config",
             cfg.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--gate",
         ],
     );
     assert_eq!(run.code, 0, "{}\n{}", run.result, run.stderr);
@@ -619,6 +629,17 @@ fn a_python_fix_recovers_from_a_malformed_call_and_a_refused_edit_over_the_opena
         .map(|e| e["ok"].as_bool().unwrap())
         .collect();
     assert_eq!(tools, [false, false, true, true]);
+    // --gate handed the branch to the gate runner, which passed it for auto-merge.
+    let verdict: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.run_dir.join("gate.json")).unwrap())
+            .unwrap();
+    assert_eq!(verdict["head"], run.result["branch"]);
+    assert_eq!(
+        (verdict["verdict"].as_str(), verdict["auto_merge"].as_bool()),
+        (Some("pass"), Some(true)),
+        "{verdict}"
+    );
+    assert!(run.stderr.contains("gate: pass"), "{}", run.stderr);
     assert_no_secrets(&script, &run);
 }
 
