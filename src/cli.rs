@@ -252,6 +252,10 @@ pub enum GateCommand {
         /// A review approval, e.g. `manual_review_approved=alice` (repeatable).
         #[arg(long = "approve", value_name = "GATE=WHO")]
         approve: Vec<String>,
+        /// A running `codectx serve` for llm_review's context (default: one on a loopback
+        /// port for this run).
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Validate a policy and print it as JSON (the shipped one by default).
     Policy {
@@ -698,7 +702,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             Ok(())
         }
         Command::Agent { which } => agent(which, config),
-        Command::Gate { which } => gate(which),
+        Command::Gate { which } => gate(which, config),
         Command::Bench { which } => crate::bench::run(which, config),
     }
 }
@@ -768,7 +772,7 @@ fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()
     }
 }
 
-fn gate(which: GateCommand) -> crate::Result<()> {
+fn gate(which: GateCommand, engine_config: crate::config::Config) -> crate::Result<()> {
     match which {
         GateCommand::Policy { policy } => {
             let policy = crate::policy::Policy::load(policy.as_deref())?;
@@ -789,9 +793,21 @@ fn gate(which: GateCommand) -> crate::Result<()> {
             out,
             approvals,
             approve,
+            server,
         } => {
             let code = match gate_run(
-                repo, base, head, task_type, policy, config, &format, out, approvals, approve,
+                repo,
+                base,
+                head,
+                task_type,
+                policy,
+                config,
+                &format,
+                out,
+                approvals,
+                approve,
+                server,
+                engine_config,
             ) {
                 Ok(code) => code,
                 Err(e) => {
@@ -819,6 +835,8 @@ fn gate_run(
     out: Option<PathBuf>,
     approvals_file: Option<PathBuf>,
     approve: Vec<String>,
+    gate_server: Option<String>,
+    engine_config: crate::config::Config,
 ) -> crate::Result<i32> {
     use crate::gate::{self, report};
     let mut approvals = std::collections::BTreeMap::new();
@@ -849,6 +867,8 @@ fn gate_run(
         policy: crate::policy::Policy::load(policy.as_deref())?,
         config,
         approvals,
+        server: gate_server,
+        engine: Some(engine_config),
     };
     let verdict = gate::run(&request)?;
     let render = |f: &str| match f {

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 
 /// One scripted model turn: some text and tool calls (name, raw JSON arguments).
 #[derive(Clone)]
-struct Turn {
-    text: &'static str,
-    calls: Vec<(&'static str, String)>,
+pub(crate) struct Turn {
+    pub(crate) text: &'static str,
+    pub(crate) calls: Vec<(&'static str, String)>,
 }
 
-fn call(name: &'static str, args: Value) -> Turn {
+pub(crate) fn call(name: &'static str, args: Value) -> Turn {
     Turn {
         text: "",
         calls: vec![(name, args.to_string())],
@@ -28,7 +28,7 @@ fn call(name: &'static str, args: Value) -> Turn {
 }
 
 #[derive(Default)]
-struct Script {
+pub(crate) struct Script {
     turns: Mutex<VecDeque<Turn>>,
     /// Repeated once the script is used up.
     last: Mutex<Option<Turn>>,
@@ -51,7 +51,7 @@ impl Script {
         }
     }
 
-    fn bodies(&self) -> Vec<String> {
+    pub(crate) fn bodies(&self) -> Vec<String> {
         self.bodies.lock().unwrap().clone()
     }
 }
@@ -147,7 +147,7 @@ fn json_response(v: Value) -> axum::response::Response {
 }
 
 /// The loopback model server; it lives as long as the returned runtime.
-fn model_server(turns: Vec<Turn>) -> (String, Arc<Script>, tokio::runtime::Runtime) {
+pub(crate) fn model_server(turns: Vec<Turn>) -> (String, Arc<Script>, tokio::runtime::Runtime) {
     let script = Arc::new(Script::default());
     *script.turns.lock().unwrap() = turns.into();
     let runtime = tokio::runtime::Builder::new_multi_thread()

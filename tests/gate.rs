@@ -701,3 +701,94 @@ fn a_rust_change_is_judged_by_cargo_test_semgrep_and_the_lockfile() {
         .unwrap();
     assert_eq!(deps["findings"][0]["rule_id"], "RUSTSEC-fixture-smallvec");
 }
+
+#[test]
+fn llm_review_sends_the_diff_and_context_and_reads_the_verdict() {
+    use crate::agent::{call, model_server};
+    let (repo, base) = python_repo();
+    let data = tempfile::tempdir().unwrap();
+    let secret = "ghp_Zq8Lm2Vb4Nc7Rt1Yp5WdX3Hs6Jf0Ga2Qe8Uo";
+    let evil = CALC.replace("return a - b", "return eval(f\"{a} - {b}\")");
+    let head = commit(
+        repo.path(),
+        &[(
+            "calc.py",
+            &format!("{evil}\n\nRELEASE_TOKEN = \"{secret}\"\n"),
+        )],
+        "sub via eval",
+    );
+    let (url, script, _rt) = model_server(vec![
+        call(
+            "submit_review",
+            serde_json::json!({"verdict": "request_changes", "summary": "eval on arguments",
+                "findings": [{"path": "calc.py", "line": 11, "severity": "error", "message": "eval of caller input"}]}),
+        ),
+        call(
+            "submit_review",
+            serde_json::json!({"verdict": "approve", "summary": "fine"}),
+        ),
+    ]);
+    let policy = data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[task_types.t_review]\nseverity = \"low\"\nauto_merge = true\nrequired_gates = [\"llm_review\"]\n",
+    )
+    .unwrap();
+    let cfg = data.path().join("gates.toml");
+    std::fs::write(
+        &cfg,
+        format!("[llm_review]\nbudget = 3000\n\n[llm_review.llm]\nprovider = \"anthropic\"\nmodel = \"scripted\"\nbase_url = \"{url}\"\n"),
+    )
+    .unwrap();
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    let out = data.path().join("review");
+    let mut with_out = args.to_vec();
+    with_out.extend(["--out", out.to_str().unwrap()]);
+    let r = gate(
+        data.path(),
+        repo.path(),
+        &base,
+        &head,
+        "t_review",
+        &with_out,
+    );
+    assert_eq!(
+        (r.code, status(&r.verdict, "llm_review")),
+        (1, "fail"),
+        "{}\n{}",
+        r.verdict,
+        r.stderr
+    );
+    let g = &r.verdict["gates"][0];
+    assert_eq!(g["findings"][0]["path"], "calc.py");
+    assert!(
+        g["metrics"]["prompt_tokens"].as_u64().unwrap() <= 3000,
+        "{g}"
+    );
+    assert_valid_sarif(&out.with_extension("sarif"));
+
+    let body = &script.bodies()[0];
+    assert!(
+        body.contains("eval(") && body.contains("```diff"),
+        "the diff is in the prompt"
+    );
+    assert!(
+        body.contains("Context from codectx") && body.contains("def add"),
+        "so is the context"
+    );
+    assert!(!body.contains(secret), "the diff was redacted");
+    assert!(body.contains("submit_review"));
+
+    let r = gate(data.path(), repo.path(), &base, &head, "t_review", &args);
+    assert_eq!(
+        (r.code, r.verdict["auto_merge"].as_bool()),
+        (0, Some(true)),
+        "{}",
+        r.verdict
+    );
+}

@@ -1,6 +1,6 @@
 //! The one integration-test binary: real grammars, real tantivy indexes on disk, real git.
 
-mod agent;
+pub(crate) mod agent;
 mod chunks;
 mod cli;
 mod context;

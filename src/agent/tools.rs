@@ -12,6 +12,7 @@ use crate::sandbox;
 use crate::server::client::Client;
 use crate::server::grpc::pb;
 use crate::tokens::TokenCounter;
+pub use crate::tokens::fit;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -484,60 +485,6 @@ fn refuse_markers(a: &str, b: &str) -> Result<()> {
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
-}
-
-/// `text` cut to at most `budget` tokens, keeping its head (or, with `keep_tail`, a short
-/// head and a long tail), with a note saying how much was left out.
-pub fn fit(counter: &dyn TokenCounter, text: &str, budget: usize, keep_tail: bool) -> String {
-    let tokens = counter.count(text);
-    if tokens <= budget {
-        return text.to_string();
-    }
-    let note_budget = 16;
-    let keep = budget.saturating_sub(note_budget).max(1);
-    // Bytes per token measured on this text, shrunk until the cut fits.
-    let mut chars = (text.len() * keep / tokens.max(1)).max(1);
-    loop {
-        let cut = if keep_tail {
-            let head = chars / 5;
-            let tail = chars - head;
-            let h = floor(text, head);
-            let t = ceil(text, text.len().saturating_sub(tail));
-            format!(
-                "{}\n[... {} tokens left out ...]\n{}",
-                &text[..h],
-                tokens.saturating_sub(keep),
-                &text[t.max(h)..]
-            )
-        } else {
-            let h = floor(text, chars);
-            format!(
-                "{}\n[... {} tokens left out ...]",
-                &text[..h],
-                tokens.saturating_sub(keep)
-            )
-        };
-        if counter.count(&cut) <= budget || chars <= 16 {
-            return cut;
-        }
-        chars = chars * 9 / 10;
-    }
-}
-
-fn floor(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
 }
 
 #[cfg(test)]

@@ -155,6 +155,8 @@ pub fn run(modules: usize, rounds: usize, json_out: bool) -> Result<()> {
         policy: Policy::default_policy(),
         config: None,
         approvals: Default::default(),
+        server: None,
+        engine: None,
     };
     let (mut runner, mut hand) = (Vec::new(), Vec::new());
     let mut isolation = String::new();

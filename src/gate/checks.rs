@@ -17,9 +17,14 @@ pub struct Env {
     pub scratch: PathBuf,
     pub config: GateConfig,
     pub approvals: BTreeMap<String, String>,
+    pub repo: PathBuf,
+    pub base_commit: String,
+    pub head_commit: String,
+    pub server: Option<String>,
+    pub engine: Option<crate::config::Config>,
 }
 
-fn result(gate: Gate, status: Status, details: impl Into<String>) -> GateResult {
+pub(crate) fn result(gate: Gate, status: Status, details: impl Into<String>) -> GateResult {
     GateResult {
         gate,
         status,
@@ -39,11 +44,10 @@ pub fn run_gate(gate: Gate, env: &Env) -> GateResult {
         Gate::DepsSafe => deps(env),
         Gate::PerformanceStable => performance(env),
         Gate::ManualReviewApproved | Gate::SecurityTeamApproved => review(gate, env),
-        Gate::LlmReview => result(
-            gate,
-            Status::Error,
-            "llm_review is not available in this version of the gate runner: remove it from the policy's required gates or review by hand",
-        ),
+        Gate::LlmReview => match super::review::run(env) {
+            Ok(r) => r,
+            Err(e) => result(gate, Status::Error, format!("llm_review: {e}")),
+        },
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod osv;
 pub mod report;
+pub mod review;
 
 use crate::error::{Error, Result};
 use crate::policy::{Classification, Gate, Policy, Severity};
@@ -31,6 +32,8 @@ pub struct GateConfig {
     pub limits: LimitsConfig,
     /// Run repository commands inside bubblewrap when it works here.
     pub isolate: Option<bool>,
+    /// The optional model review (gate `llm_review`).
+    pub llm_review: Option<review::ReviewConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -248,6 +251,10 @@ pub struct GateRequest {
     pub config: Option<GateConfig>,
     /// Gate name -> who approved (review gates).
     pub approvals: BTreeMap<String, String>,
+    /// For `llm_review`: a running codectx server, or the engine config to serve one on a
+    /// loopback port for this run.
+    pub server: Option<String>,
+    pub engine: Option<crate::config::Config>,
 }
 
 /// Detached worktrees of base and head, removed when dropped.
@@ -350,6 +357,11 @@ pub fn run(request: &GateRequest) -> Result<Verdict> {
         scratch: trees.scratch.path().join("tool"),
         config,
         approvals: request.approvals.clone(),
+        repo: repo.clone(),
+        base_commit: base_commit.clone(),
+        head_commit: head_commit.clone(),
+        server: request.server.clone(),
+        engine: request.engine.clone(),
     };
     std::fs::create_dir_all(&env.scratch).map_err(|e| Error::io(&env.scratch, e))?;
     // Static gates first (they read the tree as committed), then the ones that run the
