@@ -740,36 +740,35 @@ fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()
             test_command,
             json,
             gate,
-        } => {
-            // Every failure of a run exits 2, as documented; a finished run exits 0 or 1.
-            let code = match agent_run(
-                task,
-                issue,
-                repo,
-                max_iterations,
-                agent_config,
-                policy,
-                server,
-                auth_token,
-                base,
-                out,
-                test_command,
-                json,
-                gate,
-                config,
-            ) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    2
-                }
-            };
-            if code != 0 {
-                std::process::exit(code);
-            }
-            Ok(())
-        }
+        } => exit_with(agent_run(
+            task,
+            issue,
+            repo,
+            max_iterations,
+            agent_config,
+            policy,
+            server,
+            auth_token,
+            base,
+            out,
+            test_command,
+            json,
+            gate,
+            config,
+        )),
     }
+}
+
+/// Exits with a run's documented status (0 passed, 1 failed), or 2 for any error.
+fn exit_with(result: crate::Result<i32>) -> crate::Result<()> {
+    let code = result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        2
+    });
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
 }
 
 fn gate(which: GateCommand, engine_config: crate::config::Config) -> crate::Result<()> {
@@ -794,32 +793,20 @@ fn gate(which: GateCommand, engine_config: crate::config::Config) -> crate::Resu
             approvals,
             approve,
             server,
-        } => {
-            let code = match gate_run(
-                repo,
-                base,
-                head,
-                task_type,
-                policy,
-                config,
-                &format,
-                out,
-                approvals,
-                approve,
-                server,
-                engine_config,
-            ) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    2
-                }
-            };
-            if code != 0 {
-                std::process::exit(code);
-            }
-            Ok(())
-        }
+        } => exit_with(gate_run(
+            repo,
+            base,
+            head,
+            task_type,
+            policy,
+            config,
+            &format,
+            out,
+            approvals,
+            approve,
+            server,
+            engine_config,
+        )),
     }
 }
 

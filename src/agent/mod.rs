@@ -21,7 +21,6 @@ use config::AgentFile;
 use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use task::Task;
 
@@ -126,21 +125,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Runs git in `dir`, returning its trimmed stdout or an error quoting its stderr.
 fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .map_err(|e| Error::Unavailable(format!("cannot run git: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::invalid(format!(
-            "git {} in {}: {}",
-            args.join(" "),
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    crate::source::git::git_text(dir, args)
 }
 
 /// A branch-name-safe slug of the title.

@@ -284,21 +284,7 @@ impl Drop for Worktrees {
 }
 
 pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .map_err(|e| Error::Unavailable(format!("cannot run git: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::invalid(format!(
-            "git {} in {}: {}",
-            args.join(" "),
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    crate::source::git::git_text(dir, args)
 }
 
 /// Runs the gates `request.task_type` requires and decides.

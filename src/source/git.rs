@@ -61,6 +61,11 @@ pub fn git_checked(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// [`git_checked`]'s stdout as trimmed text.
+pub fn git_text(root: &Path, args: &[&str]) -> Result<String> {
+    git_checked(root, args).map(|out| String::from_utf8_lossy(&out).trim().to_string())
+}
+
 /// Reads `HEAD`, the branch and dirtiness; every failure reads as "not git".
 pub fn state(root: &Path) -> GitState {
     let mut state = checkout(root);
