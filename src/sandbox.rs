@@ -479,6 +479,25 @@ mod tests {
     }
 
     #[test]
+    fn resource_limits_stop_a_runaway_file_and_cpu_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = Spec::new(
+            "head -c 10000000 /dev/zero > big; echo wrote",
+            dir.path(),
+            Duration::from_secs(30),
+        );
+        spec.limits.file_size_bytes = Some(1 << 20);
+        run(&spec).unwrap();
+        let size = std::fs::metadata(dir.path().join("big")).unwrap().len();
+        assert!(size <= 1 << 20, "the file grew to {size}");
+        let mut spec = Spec::new("while :; do :; done", dir.path(), Duration::from_secs(30));
+        spec.limits.cpu_seconds = Some(1);
+        let out2 = run(&spec).unwrap();
+        assert!(!out2.success() && !out2.timed_out, "{out2:?}");
+        assert!(out2.took < Duration::from_secs(10), "{out2:?}");
+    }
+
+    #[test]
     fn peak_memory_is_measured() {
         let dir = tempfile::tempdir().unwrap();
         let spec = Spec::new(
