@@ -469,7 +469,7 @@ mod tests {
             + request.messages.iter().map(|m| p.count(m)).sum::<usize>();
         assert!(total <= 6000 - 1000, "{total} tokens do not fit");
         assert!(
-            p.trimmed > 0 && p.trimmed % 2 == 0,
+            p.trimmed > 0 && p.trimmed.is_multiple_of(2),
             "whole exchanges go: {}",
             p.trimmed
         );
