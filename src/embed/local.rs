@@ -28,6 +28,11 @@ pub struct LocalEmbedder {
     config: EmbedConfig,
     pooling: fastembed::Pooling,
     model: OnceLock<Result<Mutex<fastembed::TextEmbedding>, String>>,
+    /// Query sessions, one intra-op thread each, one per core: a query is a few dozen
+    /// tokens, so concurrent queries run side by side instead of queueing on one
+    /// all-cores session whose idle threads spin.
+    queries: OnceLock<Result<Vec<Mutex<fastembed::TextEmbedding>>, String>>,
+    next_query: std::sync::atomic::AtomicUsize,
     batch_size: usize,
 }
 
@@ -110,6 +115,8 @@ impl LocalEmbedder {
             config: config.clone(),
             pooling,
             model: OnceLock::new(),
+            queries: OnceLock::new(),
+            next_query: Default::default(),
             batch_size: config.batch_size,
         })
     }
@@ -117,12 +124,32 @@ impl LocalEmbedder {
     /// Starts the ONNX session (once).
     fn session(&self) -> Result<&Mutex<fastembed::TextEmbedding>> {
         self.model
-            .get_or_init(|| self.start().map(Mutex::new).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                self.start(self.config.threads)
+                    .map(Mutex::new)
+                    .map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(|e| Error::Unavailable(e.clone()))
     }
 
-    fn start(&self) -> Result<fastembed::TextEmbedding> {
+    /// The query sessions (started once, on the first query).
+    fn query_sessions(&self) -> Result<&[Mutex<fastembed::TextEmbedding>]> {
+        self.queries
+            .get_or_init(|| {
+                let n = std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .clamp(1, 4);
+                (0..n)
+                    .map(|_| self.start(Some(1)).map(Mutex::new))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(|e| e.to_string())
+            })
+            .as_deref()
+            .map_err(|e| Error::Unavailable(e.clone()))
+    }
+
+    fn start(&self, threads: Option<usize>) -> Result<fastembed::TextEmbedding> {
         let config = &self.config;
         let dir = &config.model_dir;
         let tokenizer = fastembed::TokenizerFiles {
@@ -138,7 +165,7 @@ impl LocalEmbedder {
         let mut options = fastembed::InitOptionsUserDefined::new()
             .with_max_length(self.manifest.max_tokens)
             .with_environment(env);
-        options.intra_threads = config.threads;
+        options.intra_threads = threads;
         fastembed::TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| {
             Error::Unavailable(format!(
                 "cannot load the embedding model in {}: {e}",
@@ -188,6 +215,30 @@ impl Embedder for LocalEmbedder {
 
     fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
         let query = format!("{}{text}", self.manifest.query_prefix);
-        Ok(self.run(&[query])?.pop().unwrap_or_default())
+        let sessions = self.query_sessions()?;
+        // A free session if there is one, else wait on the next in turn.
+        let start = self
+            .next_query
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut model = (0..sessions.len())
+            .find_map(|i| sessions[(start + i) % sessions.len()].try_lock().ok())
+            .unwrap_or_else(|| {
+                sessions[start % sessions.len()]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            });
+        let mut vectors = model
+            .embed(&[query], Some(1))
+            .map_err(|e| Error::Unavailable(format!("embedding failed: {e}")))?;
+        let v = vectors.pop().unwrap_or_default();
+        if v.len() != self.manifest.dims {
+            return Err(Error::Corrupt(format!(
+                "model {} returned {} dimensions, its manifest says {}",
+                self.manifest.id,
+                v.len(),
+                self.manifest.dims
+            )));
+        }
+        Ok(v)
     }
 }
