@@ -5,6 +5,7 @@ pub mod context;
 pub mod embed;
 pub mod gate;
 pub mod index;
+pub mod load;
 pub mod metrics;
 pub mod mine;
 pub mod quality;
@@ -17,6 +18,35 @@ use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Open-loop constant-rate search and get-context traffic over loopback gRPC against an
+    /// indexed corpus: p50/p99/p99.9 per offered rate (HDR histograms), errors by code,
+    /// the knee, and a run at 80% of the knee.
+    Load {
+        /// An indexed corpus (index it first with `codectx index`).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Offered rates, requests per second, tried in order until the knee.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10,20,40,60,80,100,130,160,200,250,300"
+        )]
+        rates: Vec<f64>,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 6.0)]
+        seconds: f64,
+        /// Share of searches; the rest are get-context calls.
+        #[arg(long, default_value_t = 0.8)]
+        search_share: f64,
+        /// get-context budget (tokens).
+        #[arg(long, default_value_t = 4000)]
+        budget: u32,
+        /// A running server instead of one in this process.
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The gate runner against the same commands run by hand (worktrees, semgrep, tests,
     /// coverage on base and head), alternately, on a generated Python repository.
     Gate {
@@ -176,6 +206,26 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             queries,
             json,
         } => index::run(&corpus, queries, json, config),
+        BenchCommand::Load {
+            corpus,
+            rates,
+            seconds,
+            search_share,
+            budget,
+            server,
+            json,
+        } => load::run(
+            &corpus,
+            load::LoadOptions {
+                rates,
+                step_seconds: seconds,
+                search_share: search_share.clamp(0.0, 1.0),
+                budget,
+                server,
+                json,
+            },
+            config,
+        ),
         BenchCommand::Gate {
             modules,
             rounds,

@@ -97,3 +97,36 @@ impl Client {
         })
     }
 }
+
+/// An async client for load generation: cheap to clone (one HTTP/2 channel), errors
+/// reduced to the gRPC code's name.
+#[derive(Clone)]
+pub struct AsyncClient {
+    inner: CodeContextClient<Channel>,
+}
+
+impl AsyncClient {
+    pub async fn connect(url: &str) -> Result<AsyncClient> {
+        let inner = CodeContextClient::connect(url.to_string())
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?
+            .max_decoding_message_size(MAX_ENCODE_BYTES);
+        Ok(AsyncClient { inner })
+    }
+
+    pub async fn search(&self, request: pb::SearchRequest) -> std::result::Result<(), String> {
+        let mut c = self.inner.clone();
+        c.search(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("{:?}", s.code()))
+    }
+
+    pub async fn context(&self, request: pb::GetContextRequest) -> std::result::Result<(), String> {
+        let mut c = self.inner.clone();
+        c.get_context(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("{:?}", s.code()))
+    }
+}
