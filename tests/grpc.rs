@@ -602,3 +602,89 @@ fn grpcurl_lists_and_calls_every_service_through_reflection() {
         .unwrap()
         .unwrap();
 }
+
+/// Drains a reindex stream to its end.
+async fn reindex_all(c: &mut CodeContextClient<Channel>, repository: &str) {
+    let mut stream = c
+        .reindex(pb::ReindexRequest {
+            repository: repository.to_string(),
+            no_embed: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(m) = stream.next().await {
+        m.unwrap();
+    }
+}
+
+#[test]
+fn searches_during_a_reindex_see_one_commit_never_a_mix() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let files = 120;
+        let version = |v: u32| {
+            for i in 0..files {
+                write(
+                    &root,
+                    &format!("pkg/m{i:03}.py"),
+                    format!("def ledger_entry_{i}(amount):\n    \"\"\"Ledger entry {i}, release v{v}.\"\"\"\n    return amount * {v}\n"),
+                );
+            }
+        };
+        version(1);
+        crate::support::git(&root, &["init", "-q"]);
+        crate::support::git(&root, &["add", "-A"]);
+        crate::support::git(&root, &["commit", "-q", "-m", "v1"]);
+        let v1 = crate::support::git(&root, &["rev-parse", "HEAD"]);
+        let (engine, _data) = engine();
+        let mut server = start(engine).await;
+        let mut c = client(&server).await;
+        let repo = root.to_str().unwrap().to_string();
+        reindex_all(&mut c, &repo).await;
+
+        version(2);
+        crate::support::git(&root, &["commit", "-q", "-am", "v2"]);
+        let v2 = crate::support::git(&root, &["rev-parse", "HEAD"]);
+        let mut writer = c.clone();
+        let repo_w = repo.clone();
+        let reindex = tokio::spawn(async move { reindex_all(&mut writer, &repo_w).await });
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            let done = reindex.is_finished();
+            let r = c
+                .search(pb::SearchRequest {
+                    repository: repo.clone(),
+                    query: "ledger entry release".into(),
+                    k: 50,
+                    mode: pb::SearchMode::Lexical as i32,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let want = if r.commit == v1 {
+                "return amount * 1"
+            } else {
+                assert_eq!(r.commit, v2, "an answer names a commit that was indexed");
+                "return amount * 2"
+            };
+            assert_eq!(r.hits.len(), 50);
+            for h in &r.hits {
+                let chunk = h.chunk.as_ref().unwrap();
+                assert!(chunk.content.contains(want), "a hit from another commit than {}: {}", r.commit, chunk.content);
+            }
+            seen.insert(r.commit.clone());
+            if done {
+                break;
+            }
+        }
+        reindex.await.unwrap();
+        assert!(seen.contains(&v2), "the last answers reflect the new commit");
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}
