@@ -177,6 +177,9 @@ pub enum Command {
         /// API calls worked on at once; more get RESOURCE_EXHAUSTED at once.
         #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
+        /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 127.0.0.1:9464.
+        #[arg(long, env = "CODECTX_METRICS_LISTEN")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Serve search, read_span and status as MCP tools over stdio (for Claude Code,
     /// Cursor and other agents that speak the Model Context Protocol).
@@ -648,6 +651,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             repos,
             auth_token,
             max_in_flight,
+            metrics_listen,
         } => {
             let engine = std::sync::Arc::new(Engine::new(config)?);
             for repo in repos {
@@ -670,7 +674,11 @@ fn run(cli: Cli) -> crate::Result<()> {
                 let options = crate::server::grpc::ServeOptions {
                     auth_token: auth_token.filter(|t| !t.is_empty()),
                     max_in_flight,
+                    metrics_listen,
                 };
+                if let Some(m) = metrics_listen {
+                    println!("serving Prometheus metrics on http://{m}/metrics");
+                }
                 crate::server::grpc::serve(engine, listener, options, shutdown_signal()).await
             })
         }

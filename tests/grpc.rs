@@ -688,3 +688,57 @@ fn searches_during_a_reindex_see_one_commit_never_a_mix() {
         server.done.take().unwrap().await.unwrap().unwrap();
     });
 }
+
+#[test]
+fn prometheus_metrics_count_calls_by_method_and_code() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let repo = fixture_repo();
+        let root = repo.path().canonicalize().unwrap();
+        let (engine, _data) = engine();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let options = grpc::ServeOptions {
+            metrics_listen: Some(port),
+            ..Default::default()
+        };
+        let mut server = start_with(engine, options).await;
+        let mut c = client(&server).await;
+        reindex_all(&mut c, root.to_str().unwrap()).await;
+        c.search(search(root.to_str().unwrap(), "ring_write"))
+            .await
+            .unwrap();
+        let _ = c.search(search("/no/such/repo", "x")).await;
+
+        let text = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(port).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .await
+        .unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        for line in [
+            "codectx_requests_total{method=\"Search\",code=\"OK\"} 1",
+            "codectx_requests_total{method=\"Search\",code=\"NotFound\"} 1",
+            "codectx_request_duration_seconds_count{method=\"Search\"} 2",
+            "codectx_request_duration_seconds_bucket{method=\"Search\",le=\"+Inf\"} 2",
+            "codectx_reindex_duration_seconds_count{outcome=\"ok\"} 1",
+            "# TYPE codectx_embedding_backlog_chunks gauge",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+        assert!(
+            text.contains("codectx_index_chunks{repository=\""),
+            "{text}"
+        );
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}

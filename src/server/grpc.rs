@@ -46,6 +46,8 @@ pub struct ServeOptions {
     /// Calls the engine works on at once; more are refused at once with RESOURCE_EXHAUSTED
     /// rather than queued without bound.
     pub max_in_flight: usize,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none when unset.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServeOptions {
@@ -53,6 +55,7 @@ impl Default for ServeOptions {
         ServeOptions {
             auth_token: None,
             max_in_flight: 64,
+            metrics_listen: None,
         }
     }
 }
@@ -61,13 +64,23 @@ impl Default for ServeOptions {
 pub struct Service {
     engine: Arc<Engine>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    metrics: super::metrics::Metrics,
 }
 
 impl Service {
     pub fn new(engine: Arc<Engine>, max_in_flight: usize) -> Service {
+        Service::with_metrics(engine, max_in_flight, Default::default())
+    }
+
+    pub fn with_metrics(
+        engine: Arc<Engine>,
+        max_in_flight: usize,
+        metrics: super::metrics::Metrics,
+    ) -> Service {
         Service {
             engine,
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
+            metrics,
         }
     }
 
@@ -279,9 +292,11 @@ impl CodeContext for Service {
             blocking(move || resolve(&engine, &name, true)).await?
         };
         let (tx, rx) = mpsc::channel(64);
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
             // The slot is held until the reindex is over, not just until the stream opens.
             let _permit = permit;
+            let started = std::time::Instant::now();
             let progress = StreamProgress {
                 tx: tx.clone(),
                 state: std::sync::Mutex::new((String::new(), 0, 0, 0)),
@@ -338,6 +353,8 @@ impl CodeContext for Service {
                 }),
                 Err(e) => Err(to_status(e)),
             };
+            let outcome = if message.is_ok() { "ok" } else { "error" };
+            metrics.record_reindex(outcome, started.elapsed().as_secs_f64());
             let _ = tx.blocking_send(message);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -352,6 +369,7 @@ impl CodeContext for Service {
         let engine = Arc::clone(&self.engine);
         let repo_name = name.clone();
         logged(
+            &self.metrics,
             "Status",
             repo_name,
             blocking(move || {
@@ -381,6 +399,7 @@ impl CodeContext for Service {
         let engine = Arc::clone(&self.engine);
         let repo_name = req.repository.clone();
         logged(
+            &self.metrics,
             "Search",
             repo_name,
             blocking(move || {
@@ -457,6 +476,7 @@ impl CodeContext for Service {
         let engine = Arc::clone(&self.engine);
         let repo_name = req.repository.clone();
         logged(
+            &self.metrics,
             "GetContext",
             repo_name,
             blocking(move || {
@@ -526,6 +546,7 @@ impl CodeContext for Service {
         let engine = Arc::clone(&self.engine);
         let repo_name = req.repository.clone();
         logged(
+            &self.metrics,
             "ReadSpan",
             repo_name,
             blocking(move || {
@@ -555,13 +576,20 @@ impl CodeContext for Service {
 /// Awaits one handler and writes its access-log line (target `codectx::access`):
 /// method, repository, outcome, milliseconds.
 async fn logged<T>(
+    metrics: &super::metrics::Metrics,
     method: &str,
     repository: String,
     call: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<Response<T>, Status> {
     let started = std::time::Instant::now();
     let result = call.await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let seconds = started.elapsed().as_secs_f64();
+    let code = match &result {
+        Ok(_) => "OK".to_string(),
+        Err(s) => format!("{:?}", s.code()),
+    };
+    metrics.record(method, &code, seconds);
+    let ms = seconds * 1000.0;
     match &result {
         Ok(_) => {
             tracing::info!(target: "codectx::access", "{method} repository={repository:?} ok {ms:.1}ms")
@@ -614,14 +642,29 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let metrics = super::metrics::Metrics::default();
     let service = tonic::service::interceptor::InterceptedService::new(
-        CodeContextServer::new(Service::new(engine, options.max_in_flight))
-            .max_decoding_message_size(MAX_DECODE_BYTES)
-            .max_encoding_message_size(MAX_ENCODE_BYTES),
+        CodeContextServer::new(Service::with_metrics(
+            Arc::clone(&engine),
+            options.max_in_flight,
+            metrics.clone(),
+        ))
+        .max_decoding_message_size(MAX_DECODE_BYTES)
+        .max_encoding_message_size(MAX_ENCODE_BYTES),
         Auth(options.auth_token.map(Arc::from)),
     );
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = options.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot listen on {addr} for metrics: {e}")))?;
+        tokio::spawn(super::metrics::serve(metrics, engine, listener, async {
+            let _ = metrics_stopped.await;
+        }));
+    }
     let drain = async move {
         shutdown.await;
+        let _ = metrics_stop.send(());
         // Tell load balancers first, then stop accepting and let in-flight calls finish.
         reporter
             .set_not_serving::<CodeContextServer<Service>>()

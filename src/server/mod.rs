@@ -6,6 +6,7 @@
 pub mod client;
 pub mod grpc;
 pub mod mcp;
+pub mod metrics;
 pub mod status;
 pub mod webhook;
 
