@@ -557,9 +557,10 @@ fn a_python_fix_recovers_from_a_malformed_call_and_a_refused_edit_over_the_opena
             "edit_file",
             json!({"path": format!("../{}", outside.file_name().unwrap().to_string_lossy()), "search": "", "replace": "print('escaped')\n"}),
         ),
+        // The fix as a unified diff, the way `git diff` prints it.
         call(
-            "edit_file",
-            json!({"path": "calc.py", "search": "return a - b", "replace": "return a + b"}),
+            "apply_patch",
+            json!({"patch": "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -4,3 +4,3 @@\n def add(a, b):\n     \"\"\"Adds two numbers.\"\"\"\n-    return a - b\n+    return a + b\n"}),
         ),
         call("finish", json!({"summary": "add now adds"})),
     ]);

@@ -569,6 +569,40 @@ fn missing_tools_hung_commands_and_unknown_types_are_never_a_pass() {
             .contains("killed at its timeout")
     );
 
+    // A rule semgrep cannot parse: semgrep reports it in `errors`, which is an error.
+    write(
+        repo.path(),
+        "broken-rules.yml",
+        "rules:\n  - id: broken\n    pattern: eval(\n    message: x\n    languages: [python]\n    severity: ERROR\n",
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sast]\nrules = [\"{}\"]\n",
+            repo.path().join("broken-rules.yml").display()
+        ),
+    )
+    .unwrap();
+    let r = gate(
+        data.path(),
+        repo.path(),
+        &base,
+        &head,
+        "t_sast",
+        &["--policy", p, "--config", cfg.to_str().unwrap()],
+    );
+    assert_eq!(
+        (r.code, status(&r.verdict, "sast_clean")),
+        (2, "error"),
+        "{}",
+        r.verdict
+    );
+    let details = r.verdict["gates"][0]["details"].as_str().unwrap();
+    assert!(
+        details.contains("semgrep reported") && !details.contains("does not exist"),
+        "{details}"
+    );
+
     std::fs::write(&cfg, "[tests]\ncommand = \"no-such-test-runner --all\"\n").unwrap();
     let r = gate(
         data.path(),

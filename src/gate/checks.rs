@@ -59,6 +59,19 @@ fn exec(
     timeout_s: u64,
     extra: &[(&str, String)],
 ) -> crate::Result<Outcome> {
+    exec_reading(env, dir, command, timeout_s, extra, &[])
+}
+
+/// [`exec`], with more paths (files or directories) the command must be able to read when
+/// isolated (bubblewrap gives it a private /tmp).
+fn exec_reading(
+    env: &Env,
+    dir: &Path,
+    command: &str,
+    timeout_s: u64,
+    extra: &[(&str, String)],
+    readable: &[PathBuf],
+) -> crate::Result<Outcome> {
     let mut spec = Spec::new(command, dir, Duration::from_secs(timeout_s.max(1)));
     let l = &env.config.limits;
     spec.limits.cpu_seconds = l.cpu_s;
@@ -68,6 +81,7 @@ fn exec(
     spec.isolate = env.config.isolate.unwrap_or(true);
     spec.writable = vec![env.scratch.clone()];
     spec.readable = vec![env.base.clone(), env.head.clone()];
+    spec.readable.extend(readable.iter().cloned());
     spec.env.push(("PATH".into(), sandbox::tool_path()));
     for (k, v) in extra {
         spec.env.push((k.to_string(), v.clone()));
@@ -356,6 +370,7 @@ fn sast(env: &Env) -> GateResult {
     // semgrep prefixes each rule id with its file's directory, dotted; that directory is a
     // temporary worktree, so it is cut off to keep rule ids (and fingerprints) stable.
     let mut prefixes = Vec::new();
+    let mut rule_paths = Vec::new();
     for rule in &cfg.rules {
         let path = config_path(env, rule);
         if !path.exists() {
@@ -377,16 +392,18 @@ fn sast(env: &Env) -> GateResult {
                 .replace('/', ".")
         ));
         command.push_str(&format!(" --config '{}'", path.display()));
+        rule_paths.push(path);
     }
     let out_file = env.scratch.join("semgrep.json");
     command.push_str(&format!(" --output '{}' .", out_file.display()));
     let home = env.scratch.to_string_lossy().to_string();
-    let o = match exec(
+    let o = match exec_reading(
         env,
         &env.head,
         &command,
         cfg.timeout_s,
         &[("HOME", home.clone()), ("XDG_CONFIG_HOME", home)],
+        &rule_paths,
     ) {
         Ok(o) => o,
         Err(e) => return result(gate, Status::Error, e.to_string()),
