@@ -71,6 +71,12 @@ pub enum Command {
         /// at once (what git hooks use); bursts become one reindex.
         #[arg(long)]
         coalesce: bool,
+        /// Ask a running `codectx serve` to (re)index instead (its streamed Reindex); the
+        /// path must be one the server can read.
+        #[arg(long, conflicts_with = "coalesce")]
+        server: Option<String>,
+        #[arg(long, env = "CODECTX_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
     },
     /// Search an indexed repository.
     Search {
@@ -157,6 +163,11 @@ pub enum Command {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+        /// Ask a running `codectx serve` instead of opening the index here.
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, env = "CODECTX_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
     },
     /// Git hooks that keep the index fresh on every commit, merge, checkout and rewrite.
     Hook {
@@ -385,7 +396,21 @@ fn run(cli: Cli) -> crate::Result<()> {
             worktree,
             force,
             coalesce,
+            server,
+            auth_token,
         } => {
+            if let Some(url) = server {
+                return remote_index(
+                    &url,
+                    auth_token.as_deref(),
+                    &path,
+                    ref_name,
+                    worktree,
+                    force,
+                    no_embed,
+                    json,
+                );
+            }
             if let Some(max) = max_file_bytes {
                 config.walk.max_file_bytes = max;
             }
@@ -611,7 +636,15 @@ fn run(cli: Cli) -> crate::Result<()> {
                 Ok(())
             }
         }
-        Command::Status { repo, json } => {
+        Command::Status {
+            repo,
+            json,
+            server,
+            auth_token,
+        } => {
+            if let Some(url) = server {
+                return remote_status(&url, auth_token.as_deref(), &repo, json);
+            }
             let engine = Engine::new(config)?;
             let status = engine.status(&repo)?;
             if json {
@@ -1017,6 +1050,124 @@ fn agent_run(
         }
     }
     Ok(report.status.exit_code())
+}
+
+/// `index --server`: the server's streamed Reindex, its summary printed.
+#[allow(clippy::too_many_arguments)]
+fn remote_index(
+    url: &str,
+    token: Option<&str>,
+    path: &std::path::Path,
+    ref_name: Option<String>,
+    worktree: bool,
+    force: bool,
+    no_embed: bool,
+    json: bool,
+) -> crate::Result<()> {
+    let repository = canonical(path)?.display().to_string();
+    let mut client = crate::server::client::Client::connect(url, token)?;
+    let s = client.reindex(crate::server::grpc::pb::ReindexRequest {
+        repository: repository.clone(),
+        r#ref: ref_name.unwrap_or_default(),
+        worktree,
+        force,
+        no_embed,
+    })?;
+    let value = serde_json::json!({
+        "repository": repository,
+        "ref": s.r#ref,
+        "commit": s.commit,
+        "previous_commit": s.previous_commit,
+        "plan": s.plan,
+        "files": {"added": s.files_added, "modified": s.files_modified, "deleted": s.files_deleted,
+                  "renamed": s.files_renamed, "chunked": s.files_chunked, "indexed": s.files_indexed,
+                  "skipped": s.files_skipped},
+        "chunks": s.chunks,
+        "chunks_added": s.chunks_added,
+        "chunks_removed": s.chunks_removed,
+        "vectors_added": s.vectors_added,
+        "dense_coverage": s.dense_coverage,
+        "seconds": s.seconds,
+        "embed_note": s.embed_note,
+    });
+    if json {
+        return print_json(&value);
+    }
+    println!(
+        "indexed {repository} {} at {} through {url}: {} files chunked, {} skipped, {} chunks (+{} -{}), {} vectors added, dense coverage {:.0}%, {:.1} s",
+        s.r#ref,
+        &s.commit[..s.commit.len().min(12)],
+        s.files_chunked,
+        s.files_skipped,
+        s.chunks,
+        s.chunks_added,
+        s.chunks_removed,
+        s.vectors_added,
+        s.dense_coverage * 100.0,
+        s.seconds
+    );
+    if !s.embed_note.is_empty() {
+        println!("note: {}", s.embed_note);
+    }
+    Ok(())
+}
+
+/// `status --server`.
+fn remote_status(
+    url: &str,
+    token: Option<&str>,
+    repo: &std::path::Path,
+    json: bool,
+) -> crate::Result<()> {
+    let repository = canonical(repo)?.display().to_string();
+    let s = crate::server::client::Client::connect(url, token)?.status(&repository)?;
+    let r = s.repository.unwrap_or_default();
+    let refs: Vec<serde_json::Value> = r
+        .refs
+        .iter()
+        .map(|x| serde_json::json!({"name": x.name, "commit": x.commit, "files": x.files, "chunks": x.chunks, "indexed_at": x.indexed_at}))
+        .collect();
+    let value = serde_json::json!({
+        "repository": r.root,
+        "id": r.id,
+        "default_ref": r.default_ref,
+        "refs": refs,
+        "current_head": s.current_head,
+        "stale": s.stale,
+        "dirty_now": s.dirty_now,
+        "chunks": s.chunks,
+        "vectors": s.vectors,
+        "dense_coverage": s.dense_coverage,
+    });
+    if json {
+        return print_json(&value);
+    }
+    println!("repository  {} ({})", r.root, r.id);
+    for x in &r.refs {
+        println!(
+            "ref         {} @ {} ({} files, {} chunks)",
+            x.name,
+            &x.commit[..x.commit.len().min(12)],
+            x.files,
+            x.chunks
+        );
+    }
+    println!(
+        "HEAD now    {}{}",
+        &s.current_head[..s.current_head.len().min(12)],
+        if s.stale {
+            " (the default ref is stale)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "chunks      {} ({} embedded, {:.0}%)",
+        s.chunks,
+        s.vectors,
+        s.dense_coverage * 100.0
+    );
+    Ok(())
 }
 
 /// A repository path as the server knows it: absolute and canonical.

@@ -1,6 +1,6 @@
 //! The `codectx` binary end to end: JSON output, human output and exit codes.
 
-use crate::support::{codectx, fixture_repo};
+use crate::support::{codectx, fixture_repo, write};
 use std::process::Output;
 
 fn json(out: &Output) -> serde_json::Value {
@@ -169,6 +169,27 @@ fn search_and_context_through_a_running_server() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // index and status through the server: a new commit is indexed there, and seen.
+    write(
+        repo.path(),
+        "extra.py",
+        "def ring_reset(ring):\n    ring.clear()\n",
+    );
+    crate::support::git(repo.path(), &["add", "-A"]);
+    crate::support::git(repo.path(), &["commit", "-q", "-m", "extra"]);
+    let head = crate::support::git(repo.path(), &["rev-parse", "HEAD"]);
+    let indexed = json(&codectx(
+        data.path(),
+        &["index", root, "--server", &url, "--no-embed", "--json"],
+    ));
+    assert_eq!(indexed["commit"], head.as_str(), "{indexed}");
+    assert_eq!(indexed["files"]["added"], 1, "{indexed}");
+    let status = json(&codectx(
+        data.path(),
+        &["status", "--repo", root, "--server", &url, "--json"],
+    ));
+    assert_eq!(status["refs"][0]["commit"], head.as_str(), "{status}");
+    assert_eq!(status["stale"], false);
     // SIGTERM: the server drains and exits cleanly.
     let status = std::process::Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
