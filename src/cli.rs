@@ -176,18 +176,22 @@ pub enum Command {
     },
     /// Serve the gRPC API (codectx.v1.CodeContext, health, reflection) until interrupted.
     Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:50051", env = "CODECTX_LISTEN")]
-        listen: std::net::SocketAddr,
+        /// A TOML file of these options (and `data_dir`, `max_file_bytes`); flags and
+        /// environment variables win over it. The auth token is never read from it.
+        #[arg(long, env = "CODECTX_SERVE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:50051].
+        #[arg(long, env = "CODECTX_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
         /// Register these repositories at start (more can be registered over the API).
         #[arg(long = "repo", value_name = "PATH")]
         repos: Vec<PathBuf>,
         /// Require `authorization: Bearer <token>` on every API call (prefer the variable).
         #[arg(long, env = "CODECTX_AUTH_TOKEN", hide_env_values = true)]
         auth_token: Option<String>,
-        /// API calls worked on at once; more get RESOURCE_EXHAUSTED at once.
-        #[arg(long, default_value_t = 64)]
-        max_in_flight: usize,
+        /// API calls worked on at once; more get RESOURCE_EXHAUSTED at once [default: 64].
+        #[arg(long, env = "CODECTX_MAX_IN_FLIGHT")]
+        max_in_flight: Option<usize>,
         /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 127.0.0.1:9464.
         #[arg(long, env = "CODECTX_METRICS_LISTEN")]
         metrics_listen: Option<std::net::SocketAddr>,
@@ -383,7 +387,35 @@ fn config(cli_data_dir: Option<PathBuf>) -> crate::Result<Config> {
     Ok(config)
 }
 
+/// `codectx serve --config FILE`: every serve option, plus where the data lives.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    listen: Option<std::net::SocketAddr>,
+    #[serde(default)]
+    repos: Vec<PathBuf>,
+    max_in_flight: Option<usize>,
+    metrics_listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+    max_file_bytes: Option<u64>,
+}
+
+fn serve_file(path: Option<&std::path::Path>) -> crate::Result<ServeFile> {
+    let Some(path) = path else {
+        return Ok(ServeFile::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    toml::from_str(&text).map_err(|e| {
+        Error::invalid(format!(
+            "serve config {}: {}",
+            path.display(),
+            e.to_string().trim()
+        ))
+    })
+}
+
 fn run(cli: Cli) -> crate::Result<()> {
+    let data_dir_given = cli.data_dir.is_some();
     let mut config = config(cli.data_dir)?;
     match cli.command {
         Command::Index {
@@ -680,12 +712,29 @@ fn run(cli: Cli) -> crate::Result<()> {
             crate::server::mcp::run_stdio(engine, repo)
         }
         Command::Serve {
+            config: file,
             listen,
             repos,
             auth_token,
             max_in_flight,
             metrics_listen,
         } => {
+            // Flags and environment first, then the file, then the defaults.
+            let file = serve_file(file.as_deref())?;
+            if !data_dir_given && let Some(dir) = file.data_dir {
+                config.data_dir = dir;
+            }
+            if let Some(max) = file.max_file_bytes
+                && std::env::var_os("CODECTX_MAX_FILE_BYTES").is_none()
+            {
+                config.walk.max_file_bytes = max;
+            }
+            let listen = listen
+                .or(file.listen)
+                .unwrap_or_else(|| ([127, 0, 0, 1], 50051).into());
+            let max_in_flight = max_in_flight.or(file.max_in_flight).unwrap_or(64);
+            let metrics_listen = metrics_listen.or(file.metrics_listen);
+            let repos = if repos.is_empty() { file.repos } else { repos };
             let engine = std::sync::Arc::new(Engine::new(config)?);
             for repo in repos {
                 let path = std::path::absolute(&repo).map_err(|e| Error::io(&repo, e))?;

@@ -261,3 +261,64 @@ fn context_prints_a_pack_as_markdown_or_json_and_reads_the_task_from_stdin() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("budget"));
 }
+
+#[cfg(unix)]
+#[test]
+fn serve_reads_its_options_from_a_toml_file() {
+    use std::io::BufRead;
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let root = repo.path().to_str().unwrap();
+    let out = codectx(data.path(), &["index", root, "--no-embed"]);
+    assert!(out.status.success());
+    let cfg = data.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!("listen = \"127.0.0.1:0\"\nrepos = [\"{root}\"]\nmax_in_flight = 8\n"),
+    )
+    .unwrap();
+    let mut server =
+        crate::support::codectx_command(data.path(), &["serve", "--config", cfg.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("serving ")
+                .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
+        })
+        .expect("the server prints its address");
+    let out = codectx(
+        data.path(),
+        &[
+            "search",
+            "ring_write",
+            "--server",
+            &format!("http://{addr}"),
+            "--repo",
+            root,
+            "--mode",
+            "lexical",
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sample.c"));
+
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nmax_inflight = 8\n").unwrap();
+    let out = codectx(data.path(), &["serve", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("max_inflight"),
+        "{err}"
+    );
+}
