@@ -91,17 +91,13 @@ impl Prompt {
         system.push_str("\n\n## Constraints\n\n");
         system.push_str(&constraints);
 
-        let task_text = fit(
-            &*counter,
-            &ws.clean(&task.render()),
-            agent.task_budget,
-            false,
-        );
+        // Rendered and redacted once: the prompt's task section and the context query.
+        let rendered = ws.clean(&task.render());
+        let task_text = fit(&*counter, &rendered, agent.task_budget, false);
         let started = Instant::now();
-        let query = ws.clean(&task.render());
         let pack = ws.client.context(pb::GetContextRequest {
             repository: ws.repository.clone(),
-            task: query,
+            task: rendered,
             budget: agent.context_budget as u32,
             tokenizer: agent.tokenizer.clone(),
             convention_share: Some(0.0),
