@@ -195,6 +195,16 @@ pub enum Command {
         /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 127.0.0.1:9464.
         #[arg(long, env = "CODECTX_METRICS_LISTEN")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Serve TLS with this PEM certificate (chain); needs --tls-key. Clients then use
+        /// `https://` URLs (and `CODECTX_TLS_CA` for a CA of your own).
+        #[arg(long, env = "CODECTX_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "CODECTX_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Mutual TLS: require client certificates that chain to this PEM CA.
+        #[arg(long, env = "CODECTX_TLS_CLIENT_CA", requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
     },
     /// Serve search, read_span and status as MCP tools over stdio (for Claude Code,
     /// Cursor and other agents that speak the Model Context Protocol).
@@ -398,6 +408,8 @@ struct ServeFile {
     metrics_listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
     max_file_bytes: Option<u64>,
+    /// `[tls] cert = .., key = .., client_ca = ..`
+    tls: Option<crate::server::grpc::TlsFiles>,
 }
 
 fn serve_file(path: Option<&std::path::Path>) -> crate::Result<ServeFile> {
@@ -718,6 +730,9 @@ fn run(cli: Cli) -> crate::Result<()> {
             auth_token,
             max_in_flight,
             metrics_listen,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
         } => {
             // Flags and environment first, then the file, then the defaults.
             let file = serve_file(file.as_deref())?;
@@ -735,6 +750,15 @@ fn run(cli: Cli) -> crate::Result<()> {
             let max_in_flight = max_in_flight.or(file.max_in_flight).unwrap_or(64);
             let metrics_listen = metrics_listen.or(file.metrics_listen);
             let repos = if repos.is_empty() { file.repos } else { repos };
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(crate::server::grpc::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: tls_client_ca,
+                }),
+                _ => file.tls,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
             let engine = std::sync::Arc::new(Engine::new(config)?);
             for repo in repos {
                 let path = std::path::absolute(&repo).map_err(|e| Error::io(&repo, e))?;
@@ -752,11 +776,15 @@ fn run(cli: Cli) -> crate::Result<()> {
                 let addr = listener
                     .local_addr()
                     .map_err(|e| Error::Unavailable(format!("{listen}: {e}")))?;
-                println!("serving codectx.v1.CodeContext (with health and reflection) on {addr}");
+                println!(
+                    "serving codectx.v1.CodeContext (with health and reflection) on \
+                     {scheme}://{addr}"
+                );
                 let options = crate::server::grpc::ServeOptions {
                     auth_token: auth_token.filter(|t| !t.is_empty()),
                     max_in_flight,
                     metrics_listen,
+                    tls,
                 };
                 if let Some(m) = metrics_listen {
                     println!("serving Prometheus metrics on http://{m}/metrics");

@@ -393,7 +393,7 @@ fn a_failing_rust_test_is_fixed_in_two_iterations_over_the_anthropic_format() {
             })
             .expect("the server prints its address")
     };
-    let server_url = format!("http://{addr}");
+    let server_url = addr;
     let run = agent(
         data.path(),
         repo.path(),

@@ -114,7 +114,7 @@ fn search_and_context_through_a_running_server() {
                 .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
         })
         .expect("the server prints its address");
-    let url = format!("http://{addr}");
+    let url = addr;
     let hits = json(&codectx(
         data.path(),
         &[
@@ -297,7 +297,7 @@ fn serve_reads_its_options_from_a_toml_file() {
             "search",
             "ring_write",
             "--server",
-            &format!("http://{addr}"),
+            &addr,
             "--repo",
             root,
             "--mode",

@@ -742,3 +742,121 @@ fn prometheus_metrics_count_calls_by_method_and_code() {
         server.done.take().unwrap().await.unwrap().unwrap();
     });
 }
+
+/// Writes a fresh self-signed certificate and key for `names`; returns (cert, key) paths.
+fn self_signed(
+    dir: &std::path::Path,
+    stem: &str,
+    names: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let certified = rcgen::generate_simple_self_signed(names).unwrap();
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// One `ListRepositories` call over a fresh channel; the error as text.
+async fn list_over(url: &str, tls: &codectx::server::client::ClientTls) -> Result<usize, String> {
+    let channel = codectx::server::client::endpoint(url, tls)
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    CodeContextClient::new(channel)
+        .list_repositories(pb::ListRepositoriesRequest {})
+        .await
+        .map(|r| r.into_inner().repositories.len())
+        .map_err(|s| format!("call: {s:?}"))
+}
+
+#[test]
+fn tls_and_mutual_tls_refuse_clients_that_do_not_hold_up_their_end() {
+    use codectx::server::client::ClientTls;
+    let certs = tempfile::tempdir().unwrap();
+    let (server_cert, server_key) =
+        self_signed(certs.path(), "server", &["localhost", "127.0.0.1"]);
+    let (client_cert, client_key) = self_signed(certs.path(), "client", &["agent-7"]);
+    let (stranger_cert, stranger_key) = self_signed(certs.path(), "stranger", &["agent-x"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // TLS: a client that trusts the server's certificate gets answers.
+        let (first, _data) = engine();
+        let options = grpc::ServeOptions {
+            tls: Some(grpc::TlsFiles {
+                cert: server_cert.clone(),
+                key: server_key.clone(),
+                client_ca: None,
+            }),
+            ..Default::default()
+        };
+        let mut server = start_with(first, options).await;
+        let https = format!("https://127.0.0.1:{}", server.addr.port());
+        let trusting = ClientTls {
+            ca: Some(server_cert.clone()),
+            identity: None,
+        };
+        assert_eq!(list_over(&https, &trusting).await, Ok(0));
+        // The system's roots do not vouch for a self-signed certificate.
+        let err = list_over(&https, &ClientTls::default()).await.unwrap_err();
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+        // Plaintext HTTP/2 to a TLS port gets no answer.
+        let plain = format!("http://127.0.0.1:{}", server.addr.port());
+        assert!(list_over(&plain, &trusting).await.is_err());
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+
+        // Mutual TLS: only a client whose certificate chains to the client CA gets in.
+        let (second, _data2) = engine();
+        let options = grpc::ServeOptions {
+            tls: Some(grpc::TlsFiles {
+                cert: server_cert.clone(),
+                key: server_key.clone(),
+                client_ca: Some(client_cert.clone()),
+            }),
+            ..Default::default()
+        };
+        let mut server = start_with(second, options).await;
+        let https = format!("https://127.0.0.1:{}", server.addr.port());
+        let with_identity = |cert: &std::path::Path, key: &std::path::Path| ClientTls {
+            ca: Some(server_cert.clone()),
+            identity: Some((cert.to_path_buf(), key.to_path_buf())),
+        };
+        assert_eq!(
+            list_over(&https, &with_identity(&client_cert, &client_key)).await,
+            Ok(0)
+        );
+        assert!(list_over(&https, &trusting).await.is_err());
+        assert!(
+            list_over(&https, &with_identity(&stranger_cert, &stranger_key))
+                .await
+                .is_err()
+        );
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn a_missing_tls_key_is_named_before_serving() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (engine, _data) = engine();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = grpc::ServeOptions {
+            tls: Some(grpc::TlsFiles {
+                cert: "/nonexistent/server.pem".into(),
+                key: "/nonexistent/server.key".into(),
+                client_ca: None,
+            }),
+            ..Default::default()
+        };
+        let err = grpc::serve(Arc::new(engine), listener, options, async {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/server.pem"), "{err}");
+    });
+}

@@ -4,8 +4,82 @@
 use super::grpc::{MAX_ENCODE_BYTES, pb};
 use crate::error::{Error, Result};
 use pb::code_context_client::CodeContextClient;
-use tonic::transport::Channel;
+use std::path::PathBuf;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
+
+/// How a client trusts an `https://` server: the system's roots, plus a CA of our own
+/// (a self-signed deployment), plus a client certificate when the server asks for one.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA certificate the server's certificate must chain to (`CODECTX_TLS_CA`).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate and key for mutual TLS (`CODECTX_TLS_CLIENT_CERT`,
+    /// `CODECTX_TLS_CLIENT_KEY`).
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    /// Reads `CODECTX_TLS_CA`, `CODECTX_TLS_CLIENT_CERT` and `CODECTX_TLS_CLIENT_KEY`.
+    pub fn from_env() -> ClientTls {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        ClientTls {
+            ca: var("CODECTX_TLS_CA"),
+            identity: var("CODECTX_TLS_CLIENT_CERT").zip(var("CODECTX_TLS_CLIENT_KEY")),
+        }
+    }
+}
+
+/// The endpoint for `url`: plaintext for `http://`, TLS (rustls) for `https://`.
+pub fn endpoint(url: &str, tls: &ClientTls) -> Result<Endpoint> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| Error::invalid(format!("server URL {url:?}: {e}")))?;
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let read = |what: &str, path: &PathBuf| {
+        std::fs::read(path)
+            .map_err(|e| Error::invalid(format!("TLS {what} {}: {e}", path.display())))
+    };
+    let mut config = ClientTlsConfig::new().with_native_roots();
+    if let Some(ca) = &tls.ca {
+        config = config.ca_certificate(Certificate::from_pem(read("CA", ca)?));
+    }
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(
+            read("client certificate", cert)?,
+            read("client key", key)?,
+        ));
+    }
+    endpoint
+        .tls_config(config)
+        .map_err(|e| Error::invalid(format!("TLS for {url}: {e}")))
+}
+
+async fn connect_channel(url: &str) -> Result<Channel> {
+    endpoint(url, &ClientTls::from_env())?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {}", error_chain(&e))))
+}
+
+/// An error with its sources (a TLS failure hides under "transport error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
 
 pub struct Client {
     runtime: tokio::runtime::Runtime,
@@ -15,15 +89,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `url` (`http://host:port`); `token` is sent as a bearer token.
+    /// Connects to `url` (`http://host:port`, or `https://` with [`ClientTls::from_env`]);
+    /// `token` is sent as a bearer token.
     pub fn connect(url: &str, token: Option<&str>) -> Result<Client> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
-        let inner = runtime
-            .block_on(CodeContextClient::connect(url.to_string()))
-            .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?
+        let inner = CodeContextClient::new(runtime.block_on(connect_channel(url))?)
             .max_decoding_message_size(MAX_ENCODE_BYTES);
         Ok(Client {
             runtime,
@@ -107,9 +180,7 @@ pub struct AsyncClient {
 
 impl AsyncClient {
     pub async fn connect(url: &str) -> Result<AsyncClient> {
-        let inner = CodeContextClient::connect(url.to_string())
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot reach {url}: {e}")))?
+        let inner = CodeContextClient::new(connect_channel(url).await?)
             .max_decoding_message_size(MAX_ENCODE_BYTES);
         Ok(AsyncClient { inner })
     }

@@ -48,6 +48,36 @@ pub struct ServeOptions {
     pub max_in_flight: usize,
     /// Where to serve Prometheus metrics (`GET /metrics`); none when unset.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve TLS (rustls) with this certificate; plaintext HTTP/2 when unset.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a TLS server: its certificate chain and key, and optionally the CA that
+/// client certificates must chain to (mutual TLS: a client without one is refused).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    /// Reads the PEM files; a missing or unreadable file is named in the error.
+    fn server_config(&self) -> Result<tonic::transport::ServerTlsConfig> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| Error::invalid(format!("TLS {what} {}: {e}", path.display())))
+        };
+        let identity =
+            Identity::from_pem(read("certificate", &self.cert)?, read("key", &self.key)?);
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
+        }
+        Ok(config)
+    }
 }
 
 impl Default for ServeOptions {
@@ -56,6 +86,7 @@ impl Default for ServeOptions {
             auth_token: None,
             max_in_flight: 64,
             metrics_listen: None,
+            tls: None,
         }
     }
 }
@@ -670,7 +701,14 @@ pub async fn serve(
             .set_not_serving::<CodeContextServer<Service>>()
             .await;
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        // A bad certificate or key is reported here, before the first client sees it.
+        builder = builder
+            .tls_config(tls.server_config()?)
+            .map_err(|e| Error::invalid(format!("TLS {}: {e}", tls.cert.display())))?;
+    }
+    builder
         .timeout(REQUEST_TIMEOUT)
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
