@@ -72,8 +72,9 @@ pub enum Command {
         #[arg(long)]
         coalesce: bool,
         /// Ask a running `codectx serve` to (re)index instead (its streamed Reindex); the
-        /// path must be one the server can read.
-        #[arg(long, conflicts_with = "coalesce")]
+        /// path must be one the server can read. With --coalesce (what hooks installed with
+        /// --server run), a server that cannot be reached means a local index instead.
+        #[arg(long)]
         server: Option<String>,
         #[arg(long, env = "CODECTX_AUTH_TOKEN", hide_env_values = true)]
         auth_token: Option<String>,
@@ -444,16 +445,22 @@ fn run(cli: Cli) -> crate::Result<()> {
             auth_token,
         } => {
             if let Some(url) = server {
-                return remote_index(
+                let remote = remote_index(
                     &url,
                     auth_token.as_deref(),
                     &path,
-                    ref_name,
+                    ref_name.clone(),
                     worktree,
                     force,
                     no_embed,
                     json,
                 );
+                match remote {
+                    Err(e) if coalesce && e.kind() == crate::error::ErrorKind::Unavailable => {
+                        eprintln!("warning: {e}; indexing locally instead");
+                    }
+                    other => return other,
+                }
             }
             if let Some(max) = max_file_bytes {
                 config.walk.max_file_bytes = max;

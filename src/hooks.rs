@@ -1,6 +1,8 @@
 //! Git hooks that keep an index fresh: `codectx hook install | uninstall | run`. A client of
 //! the engine like the CLI: the hooks only start a background `codectx index --coalesce`
-//! and return at once, so git never waits for indexing.
+//! and return at once, so git never waits for indexing. Installed with `--server URL`, that
+//! background index asks the running `codectx serve` to reindex (its Reindex call) and
+//! indexes locally only when the server cannot be reached.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -29,6 +31,10 @@ pub enum HookCommand {
     Install {
         #[arg(long, default_value = ".")]
         repo: PathBuf,
+        /// Notify this running `codectx serve` (it reindexes; the token and TLS settings
+        /// come from CODECTX_AUTH_TOKEN and CODECTX_TLS_* when the hook fires).
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Remove codectx's hooks and put back the hooks they chained.
     Uninstall {
@@ -41,6 +47,9 @@ pub enum HookCommand {
         event: String,
         #[arg(long)]
         repo: PathBuf,
+        /// The server to notify (as installed).
+        #[arg(long)]
+        server: Option<String>,
         /// The hook's own arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -49,8 +58,8 @@ pub enum HookCommand {
 
 pub fn run(action: HookCommand, config: &Config) -> Result<()> {
     match action {
-        HookCommand::Install { repo } => {
-            let installed = install(&repo, config)?;
+        HookCommand::Install { repo, server } => {
+            let installed = install(&repo, server.as_deref(), config)?;
             for line in installed {
                 println!("{line}");
             }
@@ -62,7 +71,12 @@ pub fn run(action: HookCommand, config: &Config) -> Result<()> {
             }
             Ok(())
         }
-        HookCommand::Run { event, repo, args } => fire(&event, &repo, &args, config),
+        HookCommand::Run {
+            event,
+            repo,
+            server,
+            args,
+        } => fire(&event, &repo, server.as_deref(), &args, config),
     }
 }
 
@@ -87,13 +101,16 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn script(name: &str, exe: &Path, root: &Path, data_dir: &Path) -> String {
-    let run = format!(
+fn script(name: &str, exe: &Path, root: &Path, data_dir: &Path, server: Option<&str>) -> String {
+    let mut run = format!(
         "{} --data-dir {} hook run {name} --repo {}",
         sh_quote(&exe.to_string_lossy()),
         sh_quote(&data_dir.to_string_lossy()),
         sh_quote(&root.to_string_lossy()),
     );
+    if let Some(url) = server {
+        run.push_str(&format!(" --server {}", sh_quote(url)));
+    }
     let chained = format!("\"$hook_dir/{name}{CHAINED_SUFFIX}\"");
     // post-receive gets its lines on stdin: both the chained hook and codectx need them.
     let (read_input, feed) = if name == "post-receive" {
@@ -120,7 +137,14 @@ fn is_ours(path: &Path) -> bool {
 }
 
 /// Installs the hooks; returns what it did, a line per hook.
-pub fn install(repo: &Path, config: &Config) -> Result<Vec<String>> {
+pub fn install(repo: &Path, server: Option<&str>, config: &Config) -> Result<Vec<String>> {
+    if let Some(url) = server
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(Error::invalid(format!(
+            "--server {url:?}: expected an http:// or https:// URL"
+        )));
+    }
     let root = repo_root(repo)?;
     let dir = git::hooks_dir(&root)?;
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -147,7 +171,7 @@ pub fn install(repo: &Path, config: &Config) -> Result<Vec<String>> {
         } else if path.exists() {
             note = "updated".into();
         }
-        std::fs::write(&path, script(name, &exe, &root, &data_dir))
+        std::fs::write(&path, script(name, &exe, &root, &data_dir, server))
             .map_err(|e| Error::io(&path, e))?;
         make_executable(&path)?;
         done.push(format!("{}: {note}", path.display()));
@@ -234,7 +258,13 @@ fn actions_for(event: &str, args: &[String], stdin: impl Read) -> Vec<Action> {
 /// Starts `codectx index --coalesce` (or `codectx forget`) in the background for each ref
 /// the event names, its output appended to `<data>/logs/hooks.log`, and returns without
 /// waiting.
-fn fire(event: &str, repo: &Path, args: &[String], config: &Config) -> Result<()> {
+fn fire(
+    event: &str,
+    repo: &Path,
+    server: Option<&str>,
+    args: &[String],
+    config: &Config,
+) -> Result<()> {
     let actions = actions_for(event, args, std::io::stdin());
     if actions.is_empty() {
         return Ok(());
@@ -256,6 +286,10 @@ fn fire(event: &str, repo: &Path, args: &[String], config: &Config) -> Result<()
         match &action {
             Action::Index(name) => {
                 cmd.args(["index", "--coalesce"]).arg(repo);
+                // With a server, `index` asks it first and falls back to this local run.
+                if let Some(url) = server {
+                    cmd.args(["--server", url]);
+                }
                 if let Some(name) = name {
                     cmd.args(["--ref", name]);
                 }

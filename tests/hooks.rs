@@ -153,3 +153,67 @@ fn hooks_honour_core_hooks_path_and_bare_repositories_get_post_receive() {
     let bare_root = bare.path().canonicalize().unwrap();
     wait_for_index(data.path(), &bare_root, "refs/heads/main", &commit);
 }
+
+#[cfg(unix)]
+#[test]
+fn hooks_installed_with_a_server_ask_it_to_reindex_and_index_locally_when_it_is_down() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    write(&root, "app.py", "def served_one():\n    return 1\n");
+    git(&root, &["init", "-q"]);
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-q", "-m", "one"]);
+    let head = |r: &Path| git(r, &["rev-parse", "HEAD"]);
+
+    // The server keeps its own data directory; the hooks' is another.
+    let served = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let mut server =
+        crate::support::codectx_command(served.path(), &["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("serving codectx")
+                .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
+        })
+        .expect("the server prints its URL");
+    let out = codectx(
+        local.path(),
+        &[
+            "hook",
+            "install",
+            "--repo",
+            root.to_str().unwrap(),
+            "--server",
+            &url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    write(&root, "app.py", "def served_two():\n    return 2\n");
+    git(&root, &["commit", "-q", "-am", "two"]);
+    wait_for_index(served.path(), &root, "refs/heads/main", &head(&root));
+    let hooks_engine = Engine::new(Config::with_data_dir(local.path())).unwrap();
+    assert!(
+        hooks_engine.snapshot_of(&root, None).is_err(),
+        "the server indexed it; the hook did not index locally as well"
+    );
+
+    // The server is gone: the next commit is indexed by the hook itself.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    drop(lines);
+    write(&root, "app.py", "def local_three():\n    return 3\n");
+    git(&root, &["commit", "-q", "-am", "three"]);
+    wait_for_index(local.path(), &root, "refs/heads/main", &head(&root));
+}
