@@ -184,8 +184,9 @@ pub enum Command {
         /// Address to listen on [default: 127.0.0.1:50051].
         #[arg(long, env = "CODECTX_LISTEN")]
         listen: Option<std::net::SocketAddr>,
-        /// Register these repositories at start (more can be registered over the API).
-        #[arg(long = "repo", value_name = "PATH")]
+        /// Register these repositories at start: paths, or git URLs the server clones and
+        /// fetches on each reindex (more can be registered over the API).
+        #[arg(long = "repo", value_name = "PATH|URL")]
         repos: Vec<PathBuf>,
         /// Require `authorization: Bearer <token>` on every API call (prefer the variable).
         #[arg(long, env = "CODECTX_AUTH_TOKEN", hide_env_values = true)]
@@ -396,6 +397,14 @@ fn config(cli_data_dir: Option<PathBuf>) -> crate::Result<Config> {
         config.data_dir = dir;
     }
     Ok(config)
+}
+
+/// `https://host/x.git`, `git@host:x.git`: a `--repo` that names a remote, not a path.
+fn looks_like_git_url(text: &str) -> bool {
+    text.contains("://")
+        || text
+            .split_once(':')
+            .is_some_and(|(host, _)| host.contains('@') && !host.contains('/'))
 }
 
 /// `codectx serve --config FILE`: every serve option, plus where the data lives.
@@ -768,8 +777,13 @@ fn run(cli: Cli) -> crate::Result<()> {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let engine = std::sync::Arc::new(Engine::new(config)?);
             for repo in repos {
-                let path = std::path::absolute(&repo).map_err(|e| Error::io(&repo, e))?;
-                let root = engine.register(&path)?;
+                let text = repo.to_string_lossy();
+                let root = if looks_like_git_url(&text) && !repo.exists() {
+                    engine.register_remote(&text)?
+                } else {
+                    let path = std::path::absolute(&repo).map_err(|e| Error::io(&repo, e))?;
+                    engine.register(&path)?
+                };
                 println!("registered {}", root.display());
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -123,8 +123,8 @@ impl Repo {
 /// The engine: owns the data directory and the open indexes.
 pub struct Engine {
     config: Config,
-    /// Serialises registry updates inside this process.
-    registry_lock: Mutex<()>,
+    /// The registered repositories (cached; shared with other processes through the file).
+    registry: registry::Registry,
     repos: Mutex<HashMap<PathBuf, Arc<Repo>>>,
     /// Loaded on first use; a load failure is remembered (and reported) rather than retried.
     embedder: OnceLock<Result<Arc<dyn Embedder>, String>>,
@@ -137,8 +137,8 @@ impl Engine {
     pub fn new(config: Config) -> Result<Engine> {
         config.validate()?;
         Ok(Engine {
+            registry: registry::Registry::new(&config.data_dir),
             config,
-            registry_lock: Mutex::new(()),
             repos: Mutex::new(HashMap::new()),
             embedder: OnceLock::new(),
             cache: OnceLock::new(),
@@ -463,18 +463,93 @@ impl Engine {
             )));
         }
         let root = Self::canonical_root(path)?;
-        let _guard = self.registry_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut roots = registry::load(&self.config.data_dir)?;
-        if !roots.contains(&root) {
-            roots.push(root.clone());
-            registry::save(&self.config.data_dir, &roots)?;
-        }
+        self.registry.update(|e| {
+            if !e.repositories.contains(&root) {
+                e.repositories.push(root.clone());
+            }
+        })?;
         Ok(root)
+    }
+
+    /// Registers a repository by git URL: clones it bare under `<data>/clones` (once; the
+    /// same URL again is the same repository) and returns the clone's root, which is then
+    /// indexed like any bare repository. [`Engine::fetch_remote`] brings it up to date.
+    pub fn register_remote(&self, url: &str) -> Result<PathBuf> {
+        git::check_remote_url(url)?;
+        let dest = self.clone_dir(url);
+        let ours = |dir: &Path| {
+            git::is_bare(dir)
+                && git::git_text(dir, &["config", "--get", "remote.origin.url"])
+                    .is_ok_and(|u| u == url)
+        };
+        if !ours(&dest) {
+            if dest.exists() {
+                // Left by a crash between clone and registration, or a different URL
+                // hashing alike: neither is ours to reuse.
+                std::fs::remove_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
+            }
+            match git::clone_bare(url, &dest) {
+                Ok(()) => {}
+                // Another request cloned the same URL meanwhile.
+                Err(_) if ours(&dest) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let root = Self::canonical_root(&dest)?;
+        self.registry.update(|e| {
+            if !e.repositories.contains(&root) {
+                e.repositories.push(root.clone());
+            }
+            e.remotes.insert(root.clone(), url.to_string());
+        })?;
+        Ok(root)
+    }
+
+    /// Where the clone of `url` lives: `<data>/clones/<name>-<hash of the URL>.git`.
+    fn clone_dir(&self, url: &str) -> PathBuf {
+        let name: String = url
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        let hash = blake3::hash(url.as_bytes()).to_hex();
+        let name = if name.is_empty() { "repo".into() } else { name };
+        self.config
+            .data_dir
+            .join("clones")
+            .join(format!("{name}-{}.git", &hash[..16]))
+    }
+
+    /// The git URL a repository was registered by, if it was.
+    pub fn remote_of(&self, root: &Path) -> Result<Option<String>> {
+        Ok(self.registry.get()?.remotes.get(root).cloned())
+    }
+
+    /// Fetches every branch of a repository registered by URL; `false` (and nothing done)
+    /// for a local repository, whose owner keeps it current.
+    pub fn fetch_remote(&self, root: &Path) -> Result<bool> {
+        if self.remote_of(root)?.is_none() {
+            return Ok(false);
+        }
+        let _writer = lock::lock(&self.repo_dir(root))?;
+        git::fetch_origin(root)?;
+        Ok(true)
     }
 
     /// Every registered repository's root, sorted.
     pub fn repositories(&self) -> Result<Vec<PathBuf>> {
-        registry::load(&self.config.data_dir)
+        Ok(self.registry.get()?.repositories.clone())
     }
 
     /// Finds a registered repository by id or root path.
@@ -503,11 +578,17 @@ impl Engine {
         let root = self.find_repository(name)?;
         let dir = self.repo_dir(&root);
         let _writer = lock::lock(&dir)?;
+        let remote = self.registry.update(|e| {
+            e.repositories.retain(|r| r != &root);
+            e.remotes.remove(&root)
+        })?;
+        // A clone made for a URL is ours; a local repository is never touched.
+        let clones = self.config.data_dir.join("clones");
+        if remote.is_some()
+            && clones.canonicalize().is_ok_and(|c| root.starts_with(c))
+            && let Err(e) = std::fs::remove_dir_all(&root)
         {
-            let _guard = self.registry_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let mut roots = registry::load(&self.config.data_dir)?;
-            roots.retain(|r| r != &root);
-            registry::save(&self.config.data_dir, &roots)?;
+            tracing::warn!("removing the clone {}: {e}", root.display());
         }
         self.repos
             .lock()

@@ -72,6 +72,7 @@ fn every_method_over_loopback_with_its_error_codes() {
         // Register: relative and missing paths are refused; a real one is idempotent.
         let relative = pb::RegisterRepositoryRequest {
             path: "some/dir".into(),
+            ..Default::default()
         };
         assert_eq!(
             code(c.register_repository(relative).await),
@@ -79,10 +80,12 @@ fn every_method_over_loopback_with_its_error_codes() {
         );
         let missing = pb::RegisterRepositoryRequest {
             path: "/no/such/dir".into(),
+            ..Default::default()
         };
         assert_eq!(code(c.register_repository(missing).await), Code::NotFound);
         let reg = pb::RegisterRepositoryRequest {
             path: root_s.clone(),
+            ..Default::default()
         };
         let repo_msg = c
             .register_repository(reg.clone())
@@ -858,5 +861,132 @@ fn a_missing_tls_key_is_named_before_serving() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/server.pem"), "{err}");
+    });
+}
+
+#[test]
+fn a_repository_registered_by_git_url_is_cloned_fetched_on_reindex_and_removed_with_its_clone() {
+    use crate::support::git;
+    let upstream = tempfile::tempdir().unwrap();
+    let up = upstream.path();
+    write(
+        up,
+        "billing.py",
+        "def compute_invoice_total(lines):\n    return sum(lines)\n",
+    );
+    git(up, &["init", "-q"]);
+    git(up, &["add", "-A"]);
+    git(up, &["commit", "-q", "-m", "one"]);
+    let url = format!("file://{}", up.display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (engine, data) = engine();
+        let mut server = start(engine).await;
+        let mut c = client(&server).await;
+        let register = |path: &str, url: &str| pb::RegisterRepositoryRequest {
+            path: path.to_string(),
+            url: url.to_string(),
+        };
+        // Refused before git runs: options, command-running transports, other schemes.
+        for bad in [
+            "-oProxyCommand=touch /tmp/pwned",
+            "ext::sh -c touch% /tmp/pwned",
+            "ftp://example.com/repo.git",
+            "file://",
+            "no-scheme-no-host",
+        ] {
+            let status = c.register_repository(register("", bad)).await.unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{bad}: {status:?}");
+            assert!(status.message().starts_with("url "), "{status:?}");
+        }
+        assert_eq!(
+            code(c.register_repository(register("/tmp", &url)).await),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(c.register_repository(register("", "")).await),
+            Code::InvalidArgument
+        );
+        let missing = format!("file://{}/nowhere", up.display());
+        assert_eq!(
+            code(c.register_repository(register("", &missing)).await),
+            Code::Unavailable
+        );
+
+        let repo = c
+            .register_repository(register("", &url))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(repo.url, url);
+        let clone = std::path::PathBuf::from(&repo.root);
+        assert!(clone.starts_with(data.path().canonicalize().unwrap().join("clones")));
+        // The same URL again is the same repository.
+        let again = c
+            .register_repository(register("", &url))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.id, repo.id);
+
+        reindex_all(&mut c, &repo.id).await;
+        let found = |hits: pb::SearchResponse| -> Vec<String> {
+            hits.hits
+                .into_iter()
+                .filter_map(|h| h.chunk.map(|c| c.symbol))
+                .collect()
+        };
+        let hits = c.search(search(&repo.id, "invoice total")).await.unwrap();
+        assert!(found(hits.into_inner()).contains(&"compute_invoice_total".to_string()));
+
+        // Upstream moves on; Reindex fetches before it indexes.
+        write(
+            up,
+            "refunds.py",
+            "def issue_partial_refund(order):\n    return order\n",
+        );
+        git(up, &["add", "-A"]);
+        git(up, &["commit", "-q", "-m", "two"]);
+        reindex_all(&mut c, &repo.id).await;
+        let hits = c.search(search(&repo.id, "partial refund")).await.unwrap();
+        assert!(found(hits.into_inner()).contains(&"issue_partial_refund".to_string()));
+        let status = c
+            .status(pb::StatusRequest {
+                repository: repo.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let head = git(up, &["rev-parse", "HEAD"]);
+        assert!(
+            status
+                .repository
+                .unwrap()
+                .refs
+                .iter()
+                .any(|r| r.commit == head),
+            "the index reflects upstream's new commit"
+        );
+
+        let listed = c
+            .list_repositories(pb::ListRepositoriesRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.repositories.len(), 1);
+        assert_eq!(listed.repositories[0].url, url);
+
+        c.remove_repository(pb::RemoveRepositoryRequest {
+            repository: repo.id.clone(),
+        })
+        .await
+        .unwrap();
+        assert!(
+            !clone.exists(),
+            "the clone made for the URL is removed with it"
+        );
+        assert!(up.join("billing.py").exists(), "upstream is untouched");
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
     });
 }

@@ -181,6 +181,7 @@ fn repository(engine: &Engine, root: &Path, status: Option<&RepoStatus>) -> pb::
             .and_then(|s| s.indexed.as_ref())
             .map(|r| r.name.clone())
             .unwrap_or_default(),
+        url: engine.remote_of(root).ok().flatten().unwrap_or_default(),
     }
 }
 
@@ -260,13 +261,17 @@ impl CodeContext for Service {
         request: Request<pb::RegisterRepositoryRequest>,
     ) -> Result<Response<pb::Repository>, Status> {
         let _permit = self.admit()?;
-        let path = request.into_inner().path;
+        let pb::RegisterRepositoryRequest { path, url } = request.into_inner();
         let engine = Arc::clone(&self.engine);
         blocking(move || {
-            if path.is_empty() {
-                return Err(Error::invalid("path: must not be empty"));
-            }
-            let root = engine.register(Path::new(&path))?;
+            let root = match (path.is_empty(), url.is_empty()) {
+                (true, true) => return Err(Error::invalid("path or url: one must be given")),
+                (false, false) => {
+                    return Err(Error::invalid("path and url: give one, not both"));
+                }
+                (false, true) => engine.register(Path::new(&path))?,
+                (true, false) => engine.register_remote(&url)?,
+            };
             let status = status_if_indexed(&engine, &root)?;
             Ok(repository(&engine, &root, status.as_ref()))
         })
@@ -342,17 +347,29 @@ impl CodeContext for Service {
                     crate::ingest::EMBED_BEFORE_COMMIT
                 },
             };
-            let result = engine.index_with(&root, &options, &progress).map(|report| {
-                // What was not embedded before the commit is embedded now.
-                let mut note = report.embed_deferred.clone().unwrap_or_default();
-                if !req.no_embed
-                    && let Err(e) = engine.embed_behind(&root, &progress)
-                {
-                    note = format!("embedding skipped, search stays lexical: {e}");
+            let fetched = match engine.remote_of(&root) {
+                Ok(Some(_)) => {
+                    progress.send("fetch", 0, 1);
+                    engine
+                        .fetch_remote(&root)
+                        .map(|_| progress.send("fetch", 1, 1))
                 }
-                let coverage = engine.dense_coverage(&root).unwrap_or(0.0);
-                (report, coverage, note)
-            });
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            let result = fetched
+                .and_then(|()| engine.index_with(&root, &options, &progress))
+                .map(|report| {
+                    // What was not embedded before the commit is embedded now.
+                    let mut note = report.embed_deferred.clone().unwrap_or_default();
+                    if !req.no_embed
+                        && let Err(e) = engine.embed_behind(&root, &progress)
+                    {
+                        note = format!("embedding skipped, search stays lexical: {e}");
+                    }
+                    let coverage = engine.dense_coverage(&root).unwrap_or(0.0);
+                    (report, coverage, note)
+                });
             let message = match result {
                 Ok((r, coverage, embed_note)) => Ok(pb::ReindexProgress {
                     phase: "done".into(),

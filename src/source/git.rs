@@ -342,3 +342,115 @@ pub fn toplevel(root: &Path) -> Option<std::path::PathBuf> {
     }
     git(root, &["rev-parse", "--show-toplevel"]).map(Into::into)
 }
+
+/// Checks a URL given to `git clone` for a repository registered by URL: `https://`,
+/// `http://`, `ssh://`, `git://`, `file://` or scp-like `user@host:path`. Refused: anything
+/// git would read as an option (a leading `-`), transport helpers (`ext::`, which runs
+/// commands), whitespace and control characters.
+pub fn check_remote_url(url: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::invalid(format!("url {url:?}: {why}")));
+    if url.is_empty() {
+        return bad("must not be empty");
+    }
+    if url.starts_with('-') {
+        return bad("must not start with '-'");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain whitespace or control characters");
+    }
+    if url.contains("::") {
+        return bad("git transport helpers (`helper::address`) are not accepted");
+    }
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if !["https", "http", "ssh", "git", "file"].contains(&scheme) {
+            return bad("the scheme must be https, http, ssh, git or file");
+        }
+        if rest.is_empty() {
+            return bad("names no repository");
+        }
+        return Ok(());
+    }
+    // scp-like syntax: `[user@]host:path`, with no slash before the colon.
+    match url.split_once(':') {
+        Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty() => Ok(()),
+        _ => bad("expected a URL (https://host/owner/name.git) or user@host:path"),
+    }
+}
+
+/// A git command for a remote: no credential prompts (a server has no terminal), and no
+/// transport that runs commands.
+fn remote_command(args: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.args(["-c", "protocol.ext.allow=never"])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env("SSH_ASKPASS", "true")
+        .stdin(Stdio::null());
+    for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn run_remote(what: &str, mut cmd: Command) -> Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| Error::Unavailable(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Unavailable(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Clones `url` bare into `dest` (which must not exist), its branches mapped onto its own
+/// `refs/heads/*` so that a later [`fetch_origin`] brings every branch up to date. Written
+/// into a temporary sibling and renamed, so a failed clone leaves nothing behind.
+pub fn clone_bare(url: &str, dest: &Path) -> Result<()> {
+    check_remote_url(url)?;
+    let parent = dest
+        .parent()
+        .ok_or_else(|| Error::Internal(format!("{}: no parent", dest.display())))?;
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".clone-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    let into = tmp.path().join("repo.git");
+    let cmd = remote_command(&[
+        "clone".as_ref(),
+        "--bare".as_ref(),
+        "--quiet".as_ref(),
+        "--".as_ref(),
+        url.as_ref(),
+        into.as_os_str(),
+    ]);
+    run_remote(&format!("git clone {url}"), cmd)?;
+    git_checked(
+        &into,
+        &[
+            "config",
+            "remote.origin.fetch",
+            "+refs/heads/*:refs/heads/*",
+        ],
+    )?;
+    std::fs::rename(&into, dest).map_err(|e| Error::io(dest, e))
+}
+
+/// Fetches every branch of `origin` into a clone made by [`clone_bare`] (deleted branches
+/// are pruned).
+pub fn fetch_origin(clone: &Path) -> Result<()> {
+    let cmd = remote_command(&[
+        "-C".as_ref(),
+        clone.as_os_str(),
+        "fetch".as_ref(),
+        "--quiet".as_ref(),
+        "--prune".as_ref(),
+        "--no-tags".as_ref(),
+        "origin".as_ref(),
+    ]);
+    run_remote(&format!("git fetch origin in {}", clone.display()), cmd)
+}
