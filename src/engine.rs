@@ -780,11 +780,13 @@ impl Engine {
         search.mode = req.mode;
         search.fusion = req.fusion;
         search.ref_name = req.ref_name.clone();
-        // A task without searchable words still has its other lanes.
-        let (hits, degraded) = match self.search_in(&repo, &snapshot, &search, started) {
-            Ok(r) => (r.hits, r.degraded),
-            Err(Error::InvalidInput(_)) => (Vec::new(), None),
-            Err(e) => return Err(e),
+        // A task without searchable words (a bare stack trace of symbols) still has its
+        // other lanes; any other search error is the caller's to see.
+        let (hits, degraded) = if crate::index::tokenizer::tokenize(&req.task).is_empty() {
+            (Vec::new(), None)
+        } else {
+            let r = self.search_in(&repo, &snapshot, &search, started)?;
+            (r.hits, r.degraded)
         };
         let search_ms = started.elapsed().as_secs_f64() * 1000.0;
         let gathered = context::gather(&snapshot, &signals, &hits, req.budget, &req.options)?;

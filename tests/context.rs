@@ -431,3 +431,54 @@ fn secrets_never_reach_the_embedder_the_index_or_a_pack() {
             .count()
     );
 }
+
+#[test]
+fn a_file_at_its_cap_does_not_end_the_pack_while_other_files_have_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // One file with many strong matches, one weaker match elsewhere, ranked far below them.
+    let mut big = String::new();
+    for i in 0..90 {
+        big.push_str(&format!("def sprocket_widget_{i}(gear, widget):\n"));
+        for j in 0..10 {
+            big.push_str(&format!(
+                "    widget = gear.turn_widget(widget, {i}, {j})  # widget sprocket step {j}\n"
+            ));
+        }
+        big.push_str("    return widget\n\n\n");
+    }
+    write(root, "widgets.py", &big);
+    write(
+        root,
+        "ledger.py",
+        "def record_widget_sale(ledger, amount):\n    ledger.append(amount)\n    return ledger\n",
+    );
+    git(root, &["init", "-q"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "widgets"]);
+    let (engine, _data) = engine();
+    engine
+        .index_with(root, &IndexOptions::default(), &NoProgress)
+        .unwrap();
+    let snapshot = engine.snapshot_of(root, None).unwrap();
+    assert!(snapshot.chunks_of("widgets.py").unwrap().len() >= 60);
+
+    let mut request = ContextRequest::new("widget sprocket gear turn step", 8000);
+    request.mode = SearchMode::Lexical;
+    request.options.convention_share = 0.0;
+    request.options.search_depth = 200;
+    let pack = engine.context(root, &request).unwrap();
+    let all = describe(&pack);
+    let widgets: usize = pack
+        .items
+        .iter()
+        .filter(|i| i.path == "widgets.py")
+        .map(|i| i.tokens)
+        .sum();
+    assert!(widgets <= 4000, "the per-file cap holds: {widgets}\n{all}");
+    assert!(
+        pack.items.iter().any(|i| i.path == "ledger.py"),
+        "the other file still gets in:\n{all}"
+    );
+    assert!(pack.tokens_used <= 8000);
+}

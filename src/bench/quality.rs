@@ -265,10 +265,15 @@ fn file_texts(
     let snapshot = engine.snapshot_of(repo, commit)?;
     let state_commit = snapshot.ref_state().and_then(|s| s.commit.clone());
     let mut out = HashMap::new();
+    // One `git cat-file --batch` for the whole tree, not a process per file.
+    let mut blobs = match &state_commit {
+        Some(_) => Some(git::BlobReader::start(repo)?),
+        None => None,
+    };
     for path in snapshot.paths()? {
-        let bytes = match &state_commit {
-            Some(c) => git::show_file(repo, c, &path),
-            None => std::fs::read(repo.join(&path)).ok(),
+        let bytes = match (&state_commit, blobs.as_mut()) {
+            (Some(c), Some(reader)) => reader.read(&format!("{c}:{path}"))?,
+            _ => std::fs::read(repo.join(&path)).ok(),
         };
         if let Some(bytes) = bytes {
             let text = crate::redact::redact(&String::from_utf8_lossy(&bytes)).text;

@@ -784,6 +784,14 @@ pub fn pack(
         if convention && convention_room.saturating_sub(conv_used) < MIN_ITEM_TOKENS {
             continue;
         }
+        // A file at its cap takes nothing more: skipped without counting (or a miss, which
+        // would end the walk while other files still have room).
+        if !convention
+            && picks > 0
+            && per_file.get(&chunk.path).copied().unwrap_or(0) + MIN_ITEM_TOKENS > file_cap
+        {
+            continue;
+        }
         let i = pieces.len();
         pieces.push(make_piece(chunk, value, reasons, convention));
         let p = &pieces[i];
