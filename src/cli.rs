@@ -806,6 +806,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                     max_in_flight,
                     metrics_listen,
                     tls,
+                    ..Default::default()
                 };
                 if let Some(m) = metrics_listen {
                     println!("serving Prometheus metrics on http://{m}/metrics");
@@ -1170,6 +1171,7 @@ fn remote_index(
         worktree,
         force,
         no_embed,
+        wait_for_embedding: false,
     })?;
     let value = serde_json::json!({
         "repository": repository,

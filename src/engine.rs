@@ -61,6 +61,8 @@ pub struct EmbedReport {
     pub removed: u64,
     pub coverage: f64,
     pub seconds: f64,
+    /// The pass stopped early because its progress said so (what it did is kept).
+    pub interrupted: bool,
 }
 
 /// Where an index stands against its repository.
@@ -727,7 +729,13 @@ impl Engine {
             .collect();
         let cached = CachedEmbedder::new(embedder.as_ref(), &cache);
         progress.start("embedding", missing.len() as u64);
+        let mut interrupted = false;
         for batch in missing.chunks(ingest::EMBED_BATCH) {
+            // Between batches only: each batch is committed whole.
+            if progress.cancelled() {
+                interrupted = true;
+                break;
+            }
             ingest::upsert_batch(&store, &cached, batch)?;
             progress.advance(batch.len() as u64);
         }
@@ -751,6 +759,7 @@ impl Engine {
             removed: stale.len() as u64,
             coverage: coverage(vectors, chunks.len() as u64),
             seconds: started.elapsed().as_secs_f64(),
+            interrupted,
         })
     }
 

@@ -1,6 +1,7 @@
 //! codectx: a semantic code indexer and context-retrieval engine for coding agents.
 
 pub mod agent;
+pub mod background;
 pub mod bench;
 pub mod cli;
 pub mod config;

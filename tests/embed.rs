@@ -158,3 +158,33 @@ fn a_broken_model_path_is_a_clear_error_naming_the_setup() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.to_string().contains("cannot load"), "{err}");
 }
+
+/// Progress that asks every pass to stop at once.
+struct StopAtOnce;
+impl codectx::ingest::Progress for StopAtOnce {
+    fn cancelled(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn an_interrupted_embedding_pass_keeps_nothing_half_done_and_the_next_one_finishes() {
+    let repo = fixture_repo();
+    let (engine, _data) = crate::support::engine();
+    let options = codectx::engine::IndexOptions {
+        embed_before_commit: 0,
+        ..Default::default()
+    };
+    engine
+        .index_with(repo.path(), &options, &codectx::engine::NoProgress)
+        .unwrap();
+    let stopped = engine.embed(repo.path(), &StopAtOnce).unwrap();
+    assert!(stopped.interrupted);
+    assert_eq!(stopped.vectors, 0);
+    assert!(stopped.coverage < 1.0);
+    let done = engine
+        .embed(repo.path(), &codectx::engine::NoProgress)
+        .unwrap();
+    assert!(!done.interrupted);
+    assert_eq!(done.coverage, 1.0);
+}

@@ -990,3 +990,123 @@ fn a_repository_registered_by_git_url_is_cloned_fetched_on_reindex_and_removed_w
         server.done.take().unwrap().await.unwrap().unwrap();
     });
 }
+
+/// Polls Status until `done` holds for it (or panics after a minute, showing the last one).
+async fn wait_for_status(
+    c: &mut CodeContextClient<Channel>,
+    repository: &str,
+    done: impl Fn(&pb::StatusResponse) -> bool,
+) -> pb::StatusResponse {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status = c
+            .status(pb::StatusRequest {
+                repository: repository.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never got there: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn embedding_runs_behind_the_reindex_and_resumes_when_the_server_restarts() {
+    let repo = fixture_repo();
+    let root = repo.path().canonicalize().unwrap().display().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (engine, data) = engine();
+        // A lexical-only index, then the server stops: nothing embedded.
+        let mut server = start(engine).await;
+        let mut c = client(&server).await;
+        reindex_all(&mut c, &root).await;
+        let status = wait_for_status(&mut c, &root, |_| true).await;
+        assert_eq!(status.vectors, 0);
+        assert!(!status.embedding);
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+
+        // The next server resumes the embedding on its own, with no reindex asked.
+        let engine =
+            codectx::Engine::new(codectx::config::Config::with_data_dir(data.path())).unwrap();
+        let mut server = start(engine).await;
+        let mut c = client(&server).await;
+        let status = wait_for_status(&mut c, &root, |s| s.dense_coverage >= 1.0).await;
+        assert!(status.vectors > 0);
+        let hits = c
+            .search(pb::SearchRequest {
+                repository: root.clone(),
+                query: "read the contents of a file".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(hits.degraded.is_empty(), "{:?}", hits.degraded);
+        assert!(hits.hits.iter().any(|h| h.dense_rank > 0));
+
+        // A change: the reindex answers with the lexical index committed; small changes are
+        // embedded before the commit, so nothing is left for the worker.
+        write(
+            repo.path(),
+            "extra.py",
+            "def brand_new_helper():\n    return 42\n",
+        );
+        crate::support::git(repo.path(), &["add", "-A"]);
+        crate::support::git(repo.path(), &["commit", "-q", "-m", "extra"]);
+        let mut stream = c
+            .reindex(pb::ReindexRequest {
+                repository: root.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut summary = None;
+        while let Some(m) = stream.next().await {
+            summary = m.unwrap().summary.or(summary);
+        }
+        let summary = summary.unwrap();
+        assert_eq!(summary.dense_coverage, 1.0, "{summary:?}");
+        let status = wait_for_status(&mut c, &root, |s| !s.embedding).await;
+        assert_eq!(status.dense_coverage, 1.0);
+
+        // Chunks left without vectors are handed to the worker by the next reindex, which
+        // answers without waiting for them.
+        write(
+            repo.path(),
+            "later.py",
+            "def added_without_vectors():\n    return 7\n",
+        );
+        crate::support::git(repo.path(), &["add", "-A"]);
+        crate::support::git(repo.path(), &["commit", "-q", "-m", "later"]);
+        reindex_all(&mut c, &root).await;
+        let status = wait_for_status(&mut c, &root, |_| true).await;
+        assert!(status.dense_coverage < 1.0, "{status:?}");
+        let mut stream = c
+            .reindex(pb::ReindexRequest {
+                repository: root.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut summary = None;
+        while let Some(m) = stream.next().await {
+            summary = m.unwrap().summary.or(summary);
+        }
+        let note = summary.unwrap().embed_note;
+        assert!(note.contains("background"), "{note}");
+        wait_for_status(&mut c, &root, |s| s.dense_coverage >= 1.0 && !s.embedding).await;
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}

@@ -66,6 +66,11 @@ pub trait Progress: Sync {
     fn start(&self, _phase: &str, _total: u64) {}
     fn advance(&self, _n: u64) {}
     fn finish(&self) {}
+    /// Whether the caller wants a long pass to stop at its next safe point (the embedding
+    /// pass checks between batches).
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Progress that goes nowhere.

@@ -50,6 +50,9 @@ pub struct ServeOptions {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Serve TLS (rustls) with this certificate; plaintext HTTP/2 when unset.
     pub tls: Option<TlsFiles>,
+    /// Embed behind the lexical index on a background worker (and resume, at start, what
+    /// an earlier run left unembedded); otherwise a reindex embeds before it answers.
+    pub embed_in_background: bool,
 }
 
 /// PEM files of a TLS server: its certificate chain and key, and optionally the CA that
@@ -87,6 +90,7 @@ impl Default for ServeOptions {
             max_in_flight: 64,
             metrics_listen: None,
             tls: None,
+            embed_in_background: true,
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Service {
     engine: Arc<Engine>,
     in_flight: Arc<tokio::sync::Semaphore>,
     metrics: super::metrics::Metrics,
+    /// Embeds what a reindex left behind its commit; `None` embeds inside the reindex.
+    embedding: Option<Arc<crate::background::EmbedWorker>>,
 }
 
 impl Service {
@@ -112,7 +118,14 @@ impl Service {
             engine,
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
             metrics,
+            embedding: None,
         }
+    }
+
+    /// Hands embedding to `worker`: a reindex answers once the lexical index is committed.
+    pub fn with_embedding(mut self, worker: Arc<crate::background::EmbedWorker>) -> Service {
+        self.embedding = Some(worker);
+        self
     }
 
     /// A slot for one call, or RESOURCE_EXHAUSTED when all are taken.
@@ -329,6 +342,7 @@ impl CodeContext for Service {
         };
         let (tx, rx) = mpsc::channel(64);
         let metrics = self.metrics.clone();
+        let worker = self.embedding.clone();
         tokio::task::spawn_blocking(move || {
             // The slot is held until the reindex is over, not just until the stream opens.
             let _permit = permit;
@@ -357,19 +371,42 @@ impl CodeContext for Service {
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             };
+            // A background pass over this repository gives up the writer after its batch.
+            if let Some(w) = &worker {
+                w.interrupt(&root);
+            }
             let result = fetched
                 .and_then(|()| engine.index_with(&root, &options, &progress))
                 .map(|report| {
-                    // What was not embedded before the commit is embedded now.
+                    // What was not embedded before the commit is embedded now, or behind.
                     let mut note = report.embed_deferred.clone().unwrap_or_default();
-                    if !req.no_embed
-                        && let Err(e) = engine.embed_behind(&root, &progress)
-                    {
-                        note = format!("embedding skipped, search stays lexical: {e}");
+                    match &worker {
+                        _ if req.no_embed => {}
+                        Some(w) if !req.wait_for_embedding => {
+                            if engine.dense_coverage(&root).unwrap_or(0.0) < 1.0 {
+                                w.enqueue(&root);
+                                note = "embedding in the background; Status reports the \
+                                        dense coverage as it rises"
+                                    .into();
+                            }
+                        }
+                        _ => {
+                            if let Err(e) = engine.embed_behind(&root, &progress) {
+                                note = format!("embedding skipped, search stays lexical: {e}");
+                            }
+                        }
                     }
                     let coverage = engine.dense_coverage(&root).unwrap_or(0.0);
                     (report, coverage, note)
                 });
+            // An interrupted pass resumes once the writer is free again.
+            if let Some(w) = &worker
+                && !req.no_embed
+                && !w.pending(&root)
+                && engine.dense_coverage(&root).unwrap_or(1.0) < 1.0
+            {
+                w.enqueue(&root);
+            }
             let message = match result {
                 Ok((r, coverage, embed_note)) => Ok(pb::ReindexProgress {
                     phase: "done".into(),
@@ -416,6 +453,7 @@ impl CodeContext for Service {
         let name = request.into_inner().repository;
         let engine = Arc::clone(&self.engine);
         let repo_name = name.clone();
+        let worker = self.embedding.clone();
         logged(
             &self.metrics,
             "Status",
@@ -432,6 +470,7 @@ impl CodeContext for Service {
                     stored_chunks: s.stored_chunks,
                     vectors: s.vectors,
                     dense_coverage: s.dense_coverage,
+                    embedding: worker.is_some_and(|w| w.pending(&root)),
                 })
             }),
         )
@@ -691,14 +730,25 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     let metrics = super::metrics::Metrics::default();
+    let mut api =
+        Service::with_metrics(Arc::clone(&engine), options.max_in_flight, metrics.clone());
+    if options.embed_in_background {
+        let worker = Arc::new(crate::background::EmbedWorker::start(Arc::clone(&engine)));
+        // What an earlier run left unembedded (a large change, a kill) is resumed.
+        let (resume, for_resume) = (Arc::clone(&engine), Arc::clone(&worker));
+        tokio::task::spawn_blocking(move || {
+            for root in resume.repositories().unwrap_or_default() {
+                if resume.dense_coverage(&root).is_ok_and(|c| c < 1.0) {
+                    for_resume.enqueue(&root);
+                }
+            }
+        });
+        api = api.with_embedding(worker);
+    }
     let service = tonic::service::interceptor::InterceptedService::new(
-        CodeContextServer::new(Service::with_metrics(
-            Arc::clone(&engine),
-            options.max_in_flight,
-            metrics.clone(),
-        ))
-        .max_decoding_message_size(MAX_DECODE_BYTES)
-        .max_encoding_message_size(MAX_ENCODE_BYTES),
+        CodeContextServer::new(api)
+            .max_decoding_message_size(MAX_DECODE_BYTES)
+            .max_encoding_message_size(MAX_ENCODE_BYTES),
         Auth(options.auth_token.map(Arc::from)),
     );
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
