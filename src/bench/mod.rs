@@ -118,6 +118,10 @@ pub enum BenchCommand {
         dims: usize,
         #[arg(long, default_value_t = 500)]
         queries: usize,
+        /// Real embeddings instead of synthetic ones: every vector of the configured model
+        /// in these data directories' embedding caches (repeatable).
+        #[arg(long = "real-from", value_name = "DATA_DIR")]
+        real_from: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -255,8 +259,9 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             points,
             dims,
             queries,
+            real_from,
             json,
-        } => vectors::run(points, dims, queries, json),
+        } => vectors::run(points, dims, queries, &real_from, &config, json),
         BenchCommand::Context {
             corpus,
             queries,

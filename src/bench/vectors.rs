@@ -52,10 +52,72 @@ pub fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
-pub fn run(points: usize, dims: usize, queries: usize, json: bool) -> Result<()> {
+/// Real embeddings from the caches of `data_dirs` (one model), deduplicated and shuffled
+/// (seeded): the first `queries` are held out as queries, the rest (up to `points`) indexed.
+fn real(
+    data_dirs: &[std::path::PathBuf],
+    model_id: &str,
+    dims: usize,
+    points: usize,
+    queries: usize,
+) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let mut seen = HashSet::new();
+    let mut all = Vec::new();
+    for dir in data_dirs {
+        let cache = crate::embed::cache::EmbeddingCache::open(&dir.join("embeddings.redb"))?;
+        for v in cache.vectors_of(model_id, dims, usize::MAX)? {
+            let bits: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
+            if seen.insert(bits) {
+                all.push(v);
+            }
+        }
+    }
+    // Fisher-Yates with xorshift: the same split every run.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..all.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        all.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    if all.len() <= queries {
+        return Err(Error::invalid(format!(
+            "only {} vectors of {model_id} in those caches; need more than {queries}",
+            all.len()
+        )));
+    }
+    let rest = all.split_off(queries);
+    Ok((rest.into_iter().take(points).collect(), all))
+}
+
+pub fn run(
+    points: usize,
+    dims: usize,
+    queries: usize,
+    real_from: &[std::path::PathBuf],
+    config: &crate::config::Config,
+    json: bool,
+) -> Result<()> {
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let path = dir.path().join("vectors.redb");
-    let vectors = clustered(points, dims, 42);
+    let (vectors, qs, source) = if real_from.is_empty() {
+        let qs = clustered(queries, dims, 7);
+        (
+            clustered(points, dims, 42),
+            qs,
+            "clustered synthetic vectors".to_string(),
+        )
+    } else {
+        use crate::embed::Embedder;
+        let model = crate::embed::local::LocalEmbedder::load(&config.embed)?;
+        let (v, q) = real(real_from, model.model_id(), model.dims(), points, queries)?;
+        let source = format!(
+            "real {} embeddings of code chunks; held-out chunks as queries",
+            model.model_id()
+        );
+        (v, q, source)
+    };
+    let (points, dims, queries) = (vectors.len(), vectors[0].len(), qs.len());
     let store = EmbeddedVectorStore::open(&path, "bench", dims)?;
     let started = Instant::now();
     for (b, batch) in vectors.chunks(10_000).enumerate() {
@@ -72,7 +134,6 @@ pub fn run(points: usize, dims: usize, queries: usize, json: bool) -> Result<()>
         store.upsert(&batch)?;
     }
     let upsert_seconds = started.elapsed().as_secs_f64();
-    let qs = clustered(queries, dims, 7);
     let started = Instant::now();
     store.ann_search(&qs[0], 10)?;
     let index_build_seconds = started.elapsed().as_secs_f64();
@@ -124,10 +185,7 @@ pub fn run(points: usize, dims: usize, queries: usize, json: bool) -> Result<()>
     if json {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        println!(
-            "{} points x {} dims, {} queries (clustered synthetic vectors)",
-            points, dims, queries
-        );
+        println!("{points} points x {dims} dims, {queries} queries ({source})");
         println!();
         println!("| measure | value |");
         println!("|---|---|");

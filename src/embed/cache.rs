@@ -90,6 +90,25 @@ impl EmbeddingCache {
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
+
+    /// Every vector of one model, in key order (text hash), at most `limit` of them: the
+    /// benchmark's source of real embeddings.
+    pub fn vectors_of(&self, model_id: &str, dims: usize, limit: usize) -> Result<Vec<Vec<f32>>> {
+        let prefix = format!("{model_id}\0{dims}\0").into_bytes();
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(VECTORS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix.as_slice()..).map_err(db_error)? {
+            let (k, v) = entry.map_err(db_error)?;
+            if !k.value().starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            if let Some(vector) = decode(v.value(), dims) {
+                out.push(vector);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A vector whose length does not match is treated as absent (and re-embedded).
