@@ -52,6 +52,8 @@ pub fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+type Vectors = Vec<Vec<f32>>;
+
 /// Real embeddings from the caches of `data_dirs` (one model), deduplicated and shuffled
 /// (seeded): the first `queries` are held out as queries, the rest (up to `points`) indexed.
 fn real(
@@ -60,7 +62,7 @@ fn real(
     dims: usize,
     points: usize,
     queries: usize,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+) -> Result<(Vectors, Vectors)> {
     let mut seen = HashSet::new();
     let mut all = Vec::new();
     for dir in data_dirs {
