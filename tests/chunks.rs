@@ -212,3 +212,17 @@ fn chunk_ids_are_stable_and_content_addressed() {
     assert_eq!(a.chunks[0].hash, d.chunks[0].hash);
     assert_ne!(a.chunks[0].id, d.chunks[0].id);
 }
+
+/// `//!` documents the module: the function below it gets no doc; `///` is the function's.
+#[test]
+fn rust_inner_doc_comments_stay_with_the_module() {
+    let text =
+        "//! Module docs: what this file owns.\nfn first(value: u32) -> u32 {\n    value + 1\n}\n";
+    let out = chunk_file("lib.rs", Language::Rust, text, &ChunkConfig::default());
+    let first = out.chunks.iter().find(|c| c.symbol == "first").unwrap();
+    assert_eq!(first.doc, "", "{first:?}");
+    let text = "/// Adds one.\nfn second(value: u32) -> u32 {\n    value + 1\n}\n";
+    let out = chunk_file("lib.rs", Language::Rust, text, &ChunkConfig::default());
+    let second = out.chunks.iter().find(|c| c.symbol == "second").unwrap();
+    assert_eq!(second.doc.trim_end(), "/// Adds one.");
+}

@@ -234,6 +234,17 @@ fn attached(spec: &CompiledSpec, text: &str, node: Node<'_>, inner: Node<'_>) ->
         if !attaches || sib.end_position().row + 1 < row {
             break;
         }
+        // A Rust inner doc comment (`//!`, `/*!`) documents the enclosing module, never the
+        // item below it.
+        if spec.spec.language == crate::model::Language::Rust
+            && is_comment(&sib)
+            && matches!(
+                text.get(sib.start_byte()..sib.start_byte() + 3),
+                Some("//!" | "/*!")
+            )
+        {
+            break;
+        }
         if is_comment(&sib) {
             docs.push(&text[sib.byte_range()]);
         }
