@@ -734,6 +734,7 @@ fn prometheus_metrics_count_calls_by_method_and_code() {
             "codectx_request_duration_seconds_bucket{method=\"Search\",le=\"+Inf\"} 2",
             "codectx_reindex_duration_seconds_count{outcome=\"ok\"} 1",
             "# TYPE codectx_embedding_backlog_chunks gauge",
+            "codectx_embedding_queue_repositories 0",
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");
         }

@@ -743,6 +743,7 @@ pub async fn serve(
                 }
             }
         });
+        metrics.watch_worker(Arc::clone(&worker));
         api = api.with_embedding(worker);
     }
     let service = tonic::service::interceptor::InterceptedService::new(

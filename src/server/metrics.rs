@@ -68,6 +68,8 @@ struct State {
 #[derive(Default, Clone)]
 pub struct Metrics {
     state: Arc<Mutex<State>>,
+    /// The background embedding worker, when the server runs one.
+    worker: Arc<std::sync::OnceLock<Arc<crate::background::EmbedWorker>>>,
 }
 
 /// Label values escaped as the format requires.
@@ -99,9 +101,26 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Reports the background embedding worker's queue from now on.
+    pub fn watch_worker(&self, worker: Arc<crate::background::EmbedWorker>) {
+        let _ = self.worker.set(worker);
+    }
+
     /// The exposition text; index gauges are read from `engine` now.
     pub fn render(&self, engine: &Engine) -> String {
         let mut out = String::new();
+        if let Some(w) = self.worker.get() {
+            let _ = writeln!(
+                out,
+                "# HELP codectx_embedding_queue_repositories Repositories queued for (or in) background embedding.\n# TYPE codectx_embedding_queue_repositories gauge\ncodectx_embedding_queue_repositories {}",
+                w.depth()
+            );
+            let _ = writeln!(
+                out,
+                "# HELP codectx_embedding_passes_total Background embedding passes finished (interrupted or not).\n# TYPE codectx_embedding_passes_total counter\ncodectx_embedding_passes_total {}",
+                w.passes()
+            );
+        }
         {
             let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             out.push_str("# HELP codectx_requests_total gRPC calls by method and status code.\n# TYPE codectx_requests_total counter\n");
