@@ -6,7 +6,8 @@ COPY . .
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates && rm -rf /var/lib/apt/lists/* \
+    && git config --system safe.directory '*'
 COPY --from=build /src/target/release/codectx /usr/local/bin/codectx
 ENV CODECTX_DATA_DIR=/data
 VOLUME ["/data"]

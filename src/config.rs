@@ -142,6 +142,9 @@ pub struct Config {
     pub writer_memory_bytes: usize,
     /// The embedding model and its runtime.
     pub embed: EmbedConfig,
+    /// Keep vectors on this Qdrant server instead of the embedded store
+    /// (`CODECTX_QDRANT_URL`, `CODECTX_QDRANT_API_KEY`).
+    pub qdrant: Option<crate::index::qdrant::QdrantConfig>,
 }
 
 impl Config {
@@ -158,6 +161,17 @@ impl Config {
                 ))
             })?;
         }
+        if let Some(url) = std::env::var("CODECTX_QDRANT_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            config.qdrant = Some(crate::index::qdrant::QdrantConfig {
+                url,
+                api_key: std::env::var("CODECTX_QDRANT_API_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty()),
+            });
+        }
         config.validate()?;
         Ok(config)
     }
@@ -169,6 +183,7 @@ impl Config {
             chunk: ChunkConfig::default(),
             writer_memory_bytes: 128 * 1024 * 1024,
             embed: EmbedConfig::default(),
+            qdrant: None,
         }
     }
 

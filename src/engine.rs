@@ -9,6 +9,7 @@ use crate::embed::local::LocalEmbedder;
 use crate::error::{Error, Result};
 use crate::index::lexical::{LexicalIndex, Opened, Snapshot};
 use crate::index::manifest::{RefState, WORKTREE_REF};
+use crate::index::qdrant::{QdrantConfig, QdrantStore};
 use crate::index::vectors::{EmbeddedVectorStore, VectorFilter, VectorStore};
 use crate::ingest::plan::{plan_git, plan_worktree};
 use crate::ingest::{self, Current, Dense, Target, lock};
@@ -96,15 +97,25 @@ struct Repo {
     lexical: LexicalIndex,
     /// One writer per repository inside this process.
     writer: Mutex<()>,
-    /// `<repo dir>/vectors.redb`.
+    /// `<repo dir>/vectors.redb` (the embedded store; beside it, markers of both backends).
     vectors_path: PathBuf,
-    vectors: Mutex<Option<Arc<EmbeddedVectorStore>>>,
+    /// Where the vectors live when not in the embedded store.
+    qdrant: Option<QdrantConfig>,
+    vectors: Mutex<Option<Arc<dyn VectorStore>>>,
+}
+
+/// What a repository's Qdrant collection holds, kept beside its index (`vectors.qdrant`).
+#[derive(Serialize, serde::Deserialize)]
+struct QdrantMarker {
+    collection: String,
+    model: String,
+    dims: usize,
 }
 
 impl Repo {
     /// The repository's vector store: opened for `model` (emptied if it held another
     /// model's vectors), or as it is when `model` is `None`; `None` when none exists yet.
-    fn vectors(&self, model: Option<(&str, usize)>) -> Result<Option<Arc<EmbeddedVectorStore>>> {
+    fn vectors(&self, model: Option<(&str, usize)>) -> Result<Option<Arc<dyn VectorStore>>> {
         let mut slot = self.vectors.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(store) = slot.as_ref() {
             let (id, dims) = store.model();
@@ -113,11 +124,62 @@ impl Repo {
             }
             *slot = None; // release the file before reopening it for another model
         }
-        let store = match model {
-            Some((id, dims)) => Some(EmbeddedVectorStore::open(&self.vectors_path, id, dims)?),
-            None => EmbeddedVectorStore::open_existing(&self.vectors_path)?,
+        let store: Option<Arc<dyn VectorStore>> = match (&self.qdrant, model) {
+            (None, Some((id, dims))) => Some(Arc::new(EmbeddedVectorStore::open(
+                &self.vectors_path,
+                id,
+                dims,
+            )?)),
+            (None, None) => EmbeddedVectorStore::open_existing(&self.vectors_path)?
+                .map(|s| Arc::new(s) as Arc<dyn VectorStore>),
+            (Some(config), Some((id, dims))) => {
+                // One collection per repository and model: another model never mixes in.
+                let dir = self.vectors_path.parent().unwrap_or(Path::new("."));
+                let name: String = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let model_hash = blake3::hash(format!("{id}\0{dims}").as_bytes()).to_hex();
+                let marker = QdrantMarker {
+                    collection: format!("codectx-{name}-{}", &model_hash[..8]),
+                    model: id.to_string(),
+                    dims,
+                };
+                let store = QdrantStore::open(config, &marker.collection, id, dims)?;
+                let path = self.vectors_path.with_file_name("vectors.qdrant");
+                let json = serde_json::to_vec(&marker)
+                    .map_err(|e| Error::Internal(format!("qdrant marker: {e}")))?;
+                std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+                Some(Arc::new(store))
+            }
+            (Some(config), None) => {
+                let path = self.vectors_path.with_file_name("vectors.qdrant");
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        let m: QdrantMarker = serde_json::from_slice(&bytes)
+                            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+                        Some(Arc::new(QdrantStore::open(
+                            config,
+                            &m.collection,
+                            &m.model,
+                            m.dims,
+                        )?))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(Error::io(&path, e)),
+                }
+            }
         };
-        *slot = store.map(Arc::new);
+        *slot = store;
         Ok(slot.clone())
     }
 }
@@ -256,6 +318,7 @@ impl Engine {
             lexical,
             writer: Mutex::new(()),
             vectors_path: dir.with_file_name("vectors.redb"),
+            qdrant: self.config.qdrant.clone(),
             vectors: Mutex::new(None),
         });
         repos.insert(root, Arc::clone(&repo));
@@ -391,8 +454,17 @@ impl Engine {
         };
         let cache = embedder.as_ref().and_then(|_| self.cache().ok());
         let store = match (&embedder, &cache) {
-            (Some(e), Some(_)) => repo.vectors(Some((e.model_id(), e.dims())))?,
-            _ => repo.vectors(None)?,
+            (Some(e), Some(_)) => repo.vectors(Some((e.model_id(), e.dims()))),
+            _ => repo.vectors(None),
+        };
+        // A vector server that cannot be reached never stops the lexical index: its vectors
+        // catch up on the next embedding pass (stale ones are removed there too).
+        let store = match store {
+            Err(e) if e.kind() == crate::error::ErrorKind::Unavailable => {
+                tracing::warn!("indexing lexically only: {e}");
+                None
+            }
+            other => other?,
         };
         let embed = match (&embedder, &cache) {
             (Some(e), Some(c)) => Some((e.as_ref(), c.as_ref())),
@@ -596,8 +668,20 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&root);
+        // A Qdrant collection of this repository goes with it.
+        let marker = dir.join("vectors.qdrant");
+        if let (Some(config), Ok(bytes)) = (&self.config.qdrant, std::fs::read(&marker))
+            && let Ok(m) = serde_json::from_slice::<QdrantMarker>(&bytes)
+        {
+            let dropped = QdrantStore::open(config, &m.collection, &m.model, m.dims)
+                .and_then(QdrantStore::drop_collection);
+            if let Err(e) = dropped {
+                tracing::warn!("removing the qdrant collection {}: {e}", m.collection);
+            }
+        }
         for sub in [
             "lexical",
+            "vectors.qdrant",
             "vectors.redb",
             "vectors.usearch",
             "vectors.pending",
@@ -736,11 +820,11 @@ impl Engine {
                 interrupted = true;
                 break;
             }
-            ingest::upsert_batch(&store, &cached, batch)?;
+            ingest::upsert_batch(store.as_ref(), &cached, batch)?;
             progress.advance(batch.len() as u64);
         }
         progress.finish();
-        if let Err(e) = store.save_ann() {
+        if let Err(e) = store.flush() {
             tracing::warn!("{e}");
         }
         let vectors = store.len() as u64;

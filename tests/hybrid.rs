@@ -287,7 +287,7 @@ fn point(id: &str, path: &str, language: Language, v: [f32; 3]) -> VectorPoint {
 }
 
 /// The behaviour every vector store must have; run on the embedded store (and, with
-/// QDRANT_URL set, on Qdrant once that backend lands).
+/// QDRANT_URL set, on a Qdrant server).
 fn behaviour_suite(open: &dyn Fn() -> Box<dyn VectorStore>) {
     let store = open();
     store
@@ -357,6 +357,76 @@ fn embedded_vector_store_behaviour() {
     // Opened for another model, the store empties itself rather than mixing vector spaces.
     let other = EmbeddedVectorStore::open(&path, "other-model", 3).unwrap();
     assert!(other.is_empty());
+}
+
+/// The same suite against a Qdrant server, when one is reachable: `QDRANT_URL` (its gRPC
+/// port, e.g. `http://localhost:6334`; `docker compose up qdrant`). No Qdrant server can run
+/// on the development machines (no Docker engine, no registry ships the server), so there
+/// this test says so and checks nothing.
+#[test]
+fn qdrant_vector_store_behaviour() {
+    use codectx::index::qdrant::{QdrantConfig, QdrantStore};
+    let Some(url) = std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("QDRANT_URL is not set: the Qdrant behaviour suite did not run");
+        return;
+    };
+    let config = QdrantConfig {
+        url,
+        api_key: std::env::var("QDRANT_API_KEY").ok(),
+    };
+    let collection = format!(
+        "codectx-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    behaviour_suite(&|| {
+        Box::new(QdrantStore::open(&config, &collection, "test-model", 3).unwrap())
+    });
+    QdrantStore::open(&config, &collection, "test-model", 3)
+        .unwrap()
+        .drop_collection()
+        .unwrap();
+}
+
+/// With vectors configured on a Qdrant server that cannot be reached, indexing still
+/// commits the lexical index, search answers lexically and says why, and embedding fails
+/// with the server named.
+#[test]
+fn an_unreachable_qdrant_server_degrades_to_lexical() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let repo = repo();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config::with_data_dir(data.path());
+    config.qdrant = Some(codectx::index::qdrant::QdrantConfig {
+        url: url.clone(),
+        api_key: None,
+    });
+    let engine = Engine::new(config).unwrap();
+    let report = engine.index(repo.path(), &NoProgress).unwrap();
+    assert!(report.chunks > 0);
+    let hybrid = engine
+        .search(repo.path(), &request(SearchMode::Hybrid))
+        .unwrap();
+    // The index never reached the server, so there are no vectors to search yet.
+    let reason = hybrid.degraded.clone().expect("degraded");
+    assert!(reason.contains("no vectors yet"), "{reason}");
+    let lexical = engine
+        .search(repo.path(), &request(SearchMode::Lexical))
+        .unwrap();
+    assert_eq!(hybrid.hits.len(), lexical.hits.len());
+    assert!(!hybrid.hits.is_empty());
+    let err = engine.embed(repo.path(), &NoProgress).unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+    assert_eq!(err.kind(), codectx::ErrorKind::Unavailable);
 }
 
 /// Killed with SIGKILL at several points of an index + embed run, the stores reopen, answer,

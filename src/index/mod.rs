@@ -3,5 +3,6 @@
 
 pub mod lexical;
 pub mod manifest;
+pub mod qdrant;
 pub mod tokenizer;
 pub mod vectors;

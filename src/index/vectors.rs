@@ -47,6 +47,9 @@ pub trait VectorStore: Send + Sync {
         self.len() == 0
     }
     fn search(&self, query: &[f32], k: usize, filter: &VectorFilter) -> Result<Vec<VectorHit>>;
+    /// Makes what was written durable and fast to reopen (the embedded store saves its
+    /// HNSW index; a server-side store has nothing left to do).
+    fn flush(&self) -> Result<()>;
 }
 
 /// From this many points on, unfiltered searches use the HNSW index.
@@ -58,7 +61,8 @@ struct Ann {
     ids: HashMap<u64, String>,
 }
 
-fn ann_key(id: &str) -> u64 {
+/// A chunk id's 64-bit point key (the HNSW label here, the point id in Qdrant).
+pub fn point_key(id: &str) -> u64 {
     let hash = blake3::hash(id.as_bytes());
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&hash.as_bytes()[..8]);
@@ -249,7 +253,10 @@ impl EmbeddedVectorStore {
             return Ok(());
         }
         let points = self.points.read().unwrap_or_else(|p| p.into_inner());
-        let ids: HashMap<u64, String> = points.keys().map(|id| (ann_key(id), id.clone())).collect();
+        let ids: HashMap<u64, String> = points
+            .keys()
+            .map(|id| (point_key(id), id.clone()))
+            .collect();
         let path = self.ann_path.to_string_lossy().into_owned();
         let index = new_ann_index(self.dims, points.len() + points.len() / 4)?;
         let loaded = self.ann_path.is_file()
@@ -264,7 +271,7 @@ impl EmbeddedVectorStore {
             let entries: Vec<(&String, &Entry)> = points.iter().collect();
             entries
                 .par_iter()
-                .try_for_each(|(id, e)| index.add(ann_key(id), &e.unit).map_err(ann_error))?;
+                .try_for_each(|(id, e)| index.add(point_key(id), &e.unit).map_err(ann_error))?;
             if let Err(e) = save_atomically(&index, &self.ann_path) {
                 tracing::warn!("cannot save the vector index to {path}: {e}");
             }
@@ -381,7 +388,7 @@ impl EmbeddedVectorStore {
             return Ok(());
         };
         for id in remove.iter().chain(add.iter().map(|p| &p.id)) {
-            let key = ann_key(id);
+            let key = point_key(id);
             if ann.ids.remove(&key).is_some() {
                 ann.index.remove(key).map_err(ann_error)?;
             }
@@ -391,7 +398,7 @@ impl EmbeddedVectorStore {
             ann.index.reserve(grown).map_err(ann_error)?;
         }
         for p in add {
-            let key = ann_key(&p.id);
+            let key = point_key(&p.id);
             ann.index
                 .add(key, &normalise(&p.vector))
                 .map_err(ann_error)?;
@@ -416,6 +423,10 @@ impl EmbeddedVectorStore {
 impl VectorStore for EmbeddedVectorStore {
     fn model(&self) -> (String, usize) {
         (self.model_id.clone(), self.dims)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.save_ann()
     }
 
     fn upsert(&self, points: &[VectorPoint]) -> Result<()> {

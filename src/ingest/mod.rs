@@ -19,7 +19,7 @@ use crate::index::lexical::{LexicalIndex, SCHEMA_VERSION};
 use crate::index::manifest::{
     self, FileVersion, IndexState, Manifest, ManifestEntry, RefSource, RefState,
 };
-use crate::index::vectors::{EmbeddedVectorStore, VectorPoint, VectorStore};
+use crate::index::vectors::{VectorPoint, VectorStore};
 use crate::model::Chunk;
 use crate::redact;
 use crate::source::git::BlobReader;
@@ -124,7 +124,7 @@ pub struct IndexReport {
 
 /// The dense side a run keeps in step: the store, and the model when one is available.
 pub struct Dense<'a> {
-    pub store: &'a EmbeddedVectorStore,
+    pub store: &'a dyn VectorStore,
     pub embed: Option<(&'a dyn Embedder, &'a EmbeddingCache)>,
     /// Exists while a run changes vectors around its lexical commit. Found at the start of a
     /// run, it means the last one died there: this run then reconciles the whole store.
@@ -254,7 +254,7 @@ pub fn forget(t: &Target, current: &Current, ref_name: &str) -> Result<ForgetRep
     {
         dense.store.delete_ids(&ids)?;
         vectors_removed = ids.len() as u64;
-        if let Err(e) = dense.store.save_ann() {
+        if let Err(e) = dense.store.flush() {
             tracing::warn!("{e}");
         }
     }
@@ -544,7 +544,7 @@ pub fn run(
             report.vectors_removed += recover_vectors(t.lexical, dense)?;
         } else {
             if (report.vectors_added > 0 || report.vectors_removed > 0)
-                && let Err(e) = dense.store.save_ann()
+                && let Err(e) = dense.store.flush()
             {
                 tracing::warn!("{e}");
             }
@@ -574,7 +574,7 @@ fn recover_vectors(lexical: &LexicalIndex, dense: &Dense) -> Result<u64> {
     if !orphans.is_empty() {
         tracing::info!("removing {} orphaned vectors", orphans.len());
         dense.store.delete_ids(&orphans)?;
-        if let Err(e) = dense.store.save_ann() {
+        if let Err(e) = dense.store.flush() {
             tracing::warn!("{e}");
         }
     }
@@ -622,7 +622,7 @@ fn finish_report(
 
 /// Embeds `chunks` (from the cache where it can) and upserts their vectors.
 pub fn embed_into(
-    store: &EmbeddedVectorStore,
+    store: &dyn VectorStore,
     embedder: &dyn Embedder,
     cache: &EmbeddingCache,
     chunks: &[Chunk],
@@ -637,7 +637,7 @@ pub fn embed_into(
 
 /// Embeds one batch through the cache and upserts it.
 pub fn upsert_batch(
-    store: &EmbeddedVectorStore,
+    store: &dyn VectorStore,
     cached: &CachedEmbedder,
     batch: &[Chunk],
 ) -> Result<u64> {
