@@ -88,6 +88,11 @@ pub struct EmbedConfig {
     /// Embed through an OpenAI-compatible HTTP endpoint instead of the local model
     /// (`CODECTX_EMBED_URL`, `CODECTX_EMBED_MODEL`, `CODECTX_EMBED_API_KEY`).
     pub http: Option<HttpEmbedConfig>,
+    /// One of fastembed's built-in models by name (`BGESmallENV15`, `Xenova/bge-small-en-v1.5`),
+    /// downloaded from the Hugging Face hub into `<CODECTX_HOME>/hf` on first use, instead
+    /// of the model directory (`CODECTX_EMBED_MODEL_NAME`). Needs a machine that reaches the
+    /// hub; the set-up's model needs nothing.
+    pub model_name: Option<String>,
 }
 
 /// Where `scripts/setup` installs the runtime, the model and tools: `$CODECTX_HOME`, or
@@ -115,6 +120,9 @@ impl Default for EmbedConfig {
                 .unwrap_or_else(|| home.join("models/all-minilm-l6-v2-int8")),
             ort_dylib: env_path("ORT_DYLIB_PATH")
                 .unwrap_or_else(|| home.join("ort/1.32.0/libonnxruntime.so")),
+            model_name: std::env::var("CODECTX_EMBED_MODEL_NAME")
+                .ok()
+                .filter(|n| !n.trim().is_empty()),
             batch_size: 32,
             threads: None,
             query_timeout: Duration::from_secs(2),

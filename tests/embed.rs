@@ -188,3 +188,69 @@ fn an_interrupted_embedding_pass_keeps_nothing_half_done_and_the_next_one_finish
     assert!(!done.interrupted);
     assert_eq!(done.coverage, 1.0);
 }
+
+#[test]
+fn fastembed_built_in_models_are_named_and_an_unknown_name_lists_the_known_ones() {
+    let named = |name: &str| EmbedConfig {
+        model_name: Some(name.to_string()),
+        ..EmbedConfig::default()
+    };
+    // By enum name or hub id; nothing is downloaded until the first text.
+    for name in ["BGESmallENV15", "xenova/bge-small-en-v1.5"] {
+        let embedder = LocalEmbedder::load(&named(name)).unwrap();
+        assert_eq!(embedder.model_id(), "Xenova/bge-small-en-v1.5");
+        assert_eq!(embedder.dims(), 384);
+    }
+    let err = match LocalEmbedder::load(&named("no-such-model")) {
+        Ok(_) => panic!("an unknown model name must fail"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no-such-model") && msg.contains("AllMiniLML6V2"),
+        "{msg}"
+    );
+}
+
+/// A machine that cannot reach the hub: the index is lexical, search says why (the model
+/// and the hub named), and nothing fails.
+#[test]
+fn a_built_in_model_that_cannot_be_downloaded_degrades_to_lexical() {
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // A port nothing listens on stands in for the hub.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ort = EmbedConfig::default().ort_dylib;
+    let run = |args: &[&str]| {
+        crate::support::codectx_command(data.path(), args)
+            .env("CODECTX_EMBED_MODEL_NAME", "BGESmallENV15")
+            .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env("CODECTX_HOME", home.path())
+            .env("ORT_DYLIB_PATH", &ort)
+            .output()
+            .unwrap()
+    };
+    let root = repo.path().to_str().unwrap();
+    let out = run(&["index", root]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Xenova/bge-small-en-v1.5") && stderr.contains("hub"),
+        "{stderr}"
+    );
+    let out = run(&["search", "read a file", "--repo", root, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!response["hits"].as_array().unwrap().is_empty());
+    assert!(response["degraded"].is_string(), "{response}");
+}

@@ -82,6 +82,9 @@ impl LocalEmbedder {
     /// session starts on first use. A missing runtime or model is one clear `Unavailable`
     /// error naming the set-up command.
     pub fn load(config: &EmbedConfig) -> Result<LocalEmbedder> {
+        if let Some(name) = &config.model_name {
+            return LocalEmbedder::builtin(config, name);
+        }
         let dir = &config.model_dir;
         let manifest: ModelManifest = serde_json::from_slice(&read(dir, "codectx-model.json")?)
             .map_err(|e| Error::Corrupt(format!("{}/codectx-model.json: {e}", dir.display())))?;
@@ -121,6 +124,56 @@ impl LocalEmbedder {
         })
     }
 
+    /// One of fastembed's built-in models, by its enum name or its hub id (case-insensitive);
+    /// nothing is downloaded until the first embedding.
+    fn builtin(config: &EmbedConfig, name: &str) -> Result<LocalEmbedder> {
+        let models = fastembed::TextEmbedding::list_supported_models();
+        let wanted = name.trim();
+        let info = models
+            .iter()
+            .find(|m| {
+                m.model_code.eq_ignore_ascii_case(wanted)
+                    || format!("{:?}", m.model).eq_ignore_ascii_case(wanted)
+            })
+            .ok_or_else(|| {
+                let known: Vec<String> = models.iter().map(|m| format!("{:?}", m.model)).collect();
+                Error::invalid(format!(
+                    "CODECTX_EMBED_MODEL_NAME={wanted:?}: not one of fastembed's models ({})",
+                    known.join(", ")
+                ))
+            })?;
+        if !config.ort_dylib.is_file() {
+            return Err(Error::Unavailable(format!(
+                "ONNX Runtime library {} not found; {SETUP_HINT} (or set ORT_DYLIB_PATH)",
+                config.ort_dylib.display()
+            )));
+        }
+        // Models trained with an instruction for queries (the BGE and E5 families).
+        let code = info.model_code.to_ascii_lowercase();
+        let query_prefix = if code.contains("bge-") && code.contains("-en") {
+            "Represent this sentence for searching relevant passages: "
+        } else if code.contains("e5-") {
+            "query: "
+        } else {
+            ""
+        };
+        Ok(LocalEmbedder {
+            manifest: ModelManifest {
+                id: info.model_code.clone(),
+                dims: info.dim,
+                max_tokens: 512,
+                pooling: "builtin".into(),
+                query_prefix: query_prefix.into(),
+            },
+            config: config.clone(),
+            pooling: fastembed::Pooling::Mean,
+            model: OnceLock::new(),
+            queries: OnceLock::new(),
+            next_query: Default::default(),
+            batch_size: config.batch_size,
+        })
+    }
+
     /// Starts the ONNX session (once).
     fn session(&self) -> Result<&Mutex<fastembed::TextEmbedding>> {
         self.model
@@ -151,6 +204,9 @@ impl LocalEmbedder {
 
     fn start(&self, threads: Option<usize>) -> Result<fastembed::TextEmbedding> {
         let config = &self.config;
+        if config.model_name.is_some() {
+            return self.start_builtin(threads);
+        }
         let dir = &config.model_dir;
         let tokenizer = fastembed::TokenizerFiles {
             tokenizer_file: read(dir, "tokenizer.json")?,
@@ -170,6 +226,32 @@ impl LocalEmbedder {
             Error::Unavailable(format!(
                 "cannot load the embedding model in {}: {e}",
                 dir.display()
+            ))
+        })
+    }
+
+    /// A built-in model: fetched from the hub into `<CODECTX_HOME>/hf` (once), then loaded
+    /// like ours.
+    fn start_builtin(&self, threads: Option<usize>) -> Result<fastembed::TextEmbedding> {
+        let id = &self.manifest.id;
+        let model = fastembed::TextEmbedding::list_supported_models()
+            .into_iter()
+            .find(|m| &m.model_code == id)
+            .map(|m| m.model)
+            .ok_or_else(|| Error::Internal(format!("built-in model {id} disappeared")))?;
+        let env = environment(&self.config.ort_dylib)?;
+        let cache = crate::config::codectx_home().join("hf");
+        let mut options = fastembed::TextInitOptions::new(model)
+            .with_cache_dir(cache.clone())
+            .with_show_download_progress(false)
+            .with_environment(env);
+        options.intra_threads = threads;
+        fastembed::TextEmbedding::try_new(options).map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot load the built-in model {id} (downloaded from the Hugging Face hub into \
+                 {}; this machine must reach the hub, or unset CODECTX_EMBED_MODEL_NAME to use \
+                 the set-up's model): {e}",
+                cache.display()
             ))
         })
     }
