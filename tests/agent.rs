@@ -382,17 +382,7 @@ fn a_failing_rust_test_is_fixed_in_two_iterations_over_the_anthropic_format() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = {
-        use std::io::BufRead;
-        std::io::BufReader::new(server.stdout.take().unwrap())
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("serving ")
-                    .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
-            })
-            .expect("the server prints its address")
-    };
+    let (addr, _lines) = crate::support::serve_url(&mut server);
     let server_url = addr;
     let run = agent(
         data.path(),

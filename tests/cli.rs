@@ -92,7 +92,6 @@ fn bad_input_exits_non_zero_with_a_message() {
 #[cfg(unix)]
 #[test]
 fn search_and_context_through_a_running_server() {
-    use std::io::BufRead;
     let repo = fixture_repo();
     let data = tempfile::tempdir().unwrap();
     let root = repo.path().to_str().unwrap();
@@ -105,16 +104,7 @@ fn search_and_context_through_a_running_server() {
     .stdout(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let stdout = server.stdout.take().unwrap();
-    let addr = std::io::BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("serving ")
-                .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
-        })
-        .expect("the server prints its address");
-    let url = addr;
+    let (url, _lines) = crate::support::serve_url(&mut server);
     let hits = json(&codectx(
         data.path(),
         &[
@@ -265,7 +255,6 @@ fn context_prints_a_pack_as_markdown_or_json_and_reads_the_task_from_stdin() {
 #[cfg(unix)]
 #[test]
 fn serve_reads_its_options_from_a_toml_file() {
-    use std::io::BufRead;
     let repo = fixture_repo();
     let data = tempfile::tempdir().unwrap();
     let root = repo.path().to_str().unwrap();
@@ -282,15 +271,7 @@ fn serve_reads_its_options_from_a_toml_file() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("serving ")
-                .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
-        })
-        .expect("the server prints its address");
+    let (addr, _lines) = crate::support::serve_url(&mut server);
     let out = codectx(
         data.path(),
         &[

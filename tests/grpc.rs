@@ -606,20 +606,30 @@ fn grpcurl_lists_and_calls_every_service_through_reflection() {
         .unwrap();
 }
 
-/// Drains a reindex stream to its end.
+/// Drains a reindex stream to its end and returns the summary its last message carries.
+async fn reindex_summary(
+    c: &mut CodeContextClient<Channel>,
+    request: pb::ReindexRequest,
+) -> pb::ReindexSummary {
+    let mut stream = c.reindex(request).await.unwrap().into_inner();
+    let mut summary = None;
+    while let Some(m) = stream.next().await {
+        summary = m.unwrap().summary.or(summary);
+    }
+    summary.expect("the last message carries the summary")
+}
+
+/// A lexical-only reindex, drained.
 async fn reindex_all(c: &mut CodeContextClient<Channel>, repository: &str) {
-    let mut stream = c
-        .reindex(pb::ReindexRequest {
+    reindex_summary(
+        c,
+        pb::ReindexRequest {
             repository: repository.to_string(),
             no_embed: true,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    while let Some(m) = stream.next().await {
-        m.unwrap();
-    }
+        },
+    )
+    .await;
 }
 
 #[test]
@@ -1063,19 +1073,11 @@ fn embedding_runs_behind_the_reindex_and_resumes_when_the_server_restarts() {
         );
         crate::support::git(repo.path(), &["add", "-A"]);
         crate::support::git(repo.path(), &["commit", "-q", "-m", "extra"]);
-        let mut stream = c
-            .reindex(pb::ReindexRequest {
-                repository: root.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut summary = None;
-        while let Some(m) = stream.next().await {
-            summary = m.unwrap().summary.or(summary);
-        }
-        let summary = summary.unwrap();
+        let embedding = pb::ReindexRequest {
+            repository: root.clone(),
+            ..Default::default()
+        };
+        let summary = reindex_summary(&mut c, embedding.clone()).await;
         assert_eq!(summary.dense_coverage, 1.0, "{summary:?}");
         let status = wait_for_status(&mut c, &root, |s| !s.embedding).await;
         assert_eq!(status.dense_coverage, 1.0);
@@ -1092,19 +1094,7 @@ fn embedding_runs_behind_the_reindex_and_resumes_when_the_server_restarts() {
         reindex_all(&mut c, &root).await;
         let status = wait_for_status(&mut c, &root, |_| true).await;
         assert!(status.dense_coverage < 1.0, "{status:?}");
-        let mut stream = c
-            .reindex(pb::ReindexRequest {
-                repository: root.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut summary = None;
-        while let Some(m) = stream.next().await {
-            summary = m.unwrap().summary.or(summary);
-        }
-        let note = summary.unwrap().embed_note;
+        let note = reindex_summary(&mut c, embedding).await.embed_note;
         assert!(note.contains("background"), "{note}");
         wait_for_status(&mut c, &root, |s| s.dense_coverage >= 1.0 && !s.embedding).await;
         server.stop.take().unwrap().send(()).unwrap();

@@ -157,7 +157,6 @@ fn hooks_honour_core_hooks_path_and_bare_repositories_get_post_receive() {
 #[cfg(unix)]
 #[test]
 fn hooks_installed_with_a_server_ask_it_to_reindex_and_index_locally_when_it_is_down() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     write(&root, "app.py", "def served_one():\n    return 1\n");
@@ -174,15 +173,7 @@ fn hooks_installed_with_a_server_ask_it_to_reindex_and_index_locally_when_it_is_
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let url = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("serving codectx")
-                .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
-        })
-        .expect("the server prints its URL");
+    let (url, lines) = crate::support::serve_url(&mut server);
     let out = codectx(
         local.path(),
         &[

@@ -77,3 +77,25 @@ pub fn codectx_command(data: &Path, args: &[&str]) -> Command {
         .env_remove("CODECTX_DATA_DIR");
     cmd
 }
+
+/// The URL a started `codectx serve` prints (`serving codectx.v1.CodeContext ... on URL`),
+/// read from its piped stdout; the rest of the lines come back too, to be kept open so the
+/// server never writes into a closed pipe.
+pub fn serve_url(
+    server: &mut std::process::Child,
+) -> (
+    String,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(server.stdout.take().expect("stdout is piped")).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("serving codectx")
+                .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
+        })
+        .expect("the server prints its URL");
+    (url, lines)
+}
