@@ -30,7 +30,8 @@ const SCROLL_PAGE: u32 = 1024;
 
 pub struct QdrantStore {
     client: Qdrant,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (taken there, to shut down without blocking).
+    runtime: Option<tokio::runtime::Runtime>,
     url: String,
     collection: String,
     model_id: String,
@@ -62,13 +63,17 @@ impl QdrantStore {
             .skip_compatibility_check()
             .build()
             .map_err(|e| Error::Unavailable(format!("qdrant {}: {e}", config.url)))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // One worker of its own: the channel's connection task keeps running between calls,
+        // and calls from several threads (searches during a reindex) share it.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("codectx-qdrant")
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the qdrant runtime: {e}")))?;
         let store = QdrantStore {
             client,
-            runtime,
+            runtime: Some(runtime),
             url: config.url.clone(),
             collection: collection.to_string(),
             model_id: model_id.to_string(),
@@ -110,7 +115,11 @@ impl QdrantStore {
         &self,
         request: impl std::future::Future<Output = std::result::Result<T, qdrant_client::QdrantError>>,
     ) -> Result<T> {
-        self.runtime.block_on(request).map_err(|e| {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the qdrant runtime is gone".into()))?;
+        runtime.block_on(request).map_err(|e| {
             Error::Unavailable(format!("qdrant {} ({}): {e}", self.url, self.collection))
         })
     }
@@ -124,6 +133,16 @@ impl QdrantStore {
                 self.dims
             ))),
             None => Ok(()),
+        }
+    }
+}
+
+impl Drop for QdrantStore {
+    /// The engine may be dropped inside an async task (a server shutting down), where a
+    /// runtime must not block: shut down in the background.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
