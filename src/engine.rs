@@ -537,11 +537,7 @@ impl Engine {
             )));
         }
         let root = Self::canonical_root(path)?;
-        self.registry.update(|e| {
-            if !e.repositories.contains(&root) {
-                e.repositories.push(root.clone());
-            }
-        })?;
+        self.registry.update(|e| e.add(&root))?;
         Ok(root)
     }
 
@@ -571,9 +567,7 @@ impl Engine {
         }
         let root = Self::canonical_root(&dest)?;
         self.registry.update(|e| {
-            if !e.repositories.contains(&root) {
-                e.repositories.push(root.clone());
-            }
+            e.add(&root);
             e.remotes.insert(root.clone(), url.to_string());
         })?;
         Ok(root)

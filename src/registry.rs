@@ -20,6 +20,15 @@ pub struct Entries {
     pub remotes: BTreeMap<PathBuf, String>,
 }
 
+impl Entries {
+    /// Adds a root (once).
+    pub fn add(&mut self, root: &Path) {
+        if !self.repositories.iter().any(|r| r == root) {
+            self.repositories.push(root.to_path_buf());
+        }
+    }
+}
+
 /// Identifies one version of the file: a save renames a new file into place, so the inode
 /// changes even when the size and the clock's granularity would not tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -377,13 +377,9 @@ fn a_failing_rust_test_is_fixed_in_two_iterations_over_the_anthropic_format() {
         }),
     );
     // A real server in its own process, whose log must show the agent's gRPC calls.
-    let mut server = codectx_command(data.path(), &["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr, _lines) = crate::support::serve_url(&mut server);
-    let server_url = addr;
+    let mut command = codectx_command(data.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    command.stderr(std::process::Stdio::piped());
+    let (mut server, server_url, _lines) = crate::support::spawn_serve(command);
     let run = agent(
         data.path(),
         repo.path(),

@@ -97,14 +97,10 @@ fn search_and_context_through_a_running_server() {
     let root = repo.path().to_str().unwrap();
     let out = codectx(data.path(), &["index", root, "--no-embed"]);
     assert!(out.status.success());
-    let mut server = crate::support::codectx_command(
+    let (mut server, url, _lines) = crate::support::spawn_serve(crate::support::codectx_command(
         data.path(),
         &["serve", "--listen", "127.0.0.1:0", "--repo", root],
-    )
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let (url, _lines) = crate::support::serve_url(&mut server);
+    ));
     let hits = json(&codectx(
         data.path(),
         &[
@@ -266,12 +262,10 @@ fn serve_reads_its_options_from_a_toml_file() {
         format!("listen = \"127.0.0.1:0\"\nrepos = [\"{root}\"]\nmax_in_flight = 8\n"),
     )
     .unwrap();
-    let mut server =
-        crate::support::codectx_command(data.path(), &["serve", "--config", cfg.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-    let (addr, _lines) = crate::support::serve_url(&mut server);
+    let (mut server, addr, _lines) = crate::support::spawn_serve(crate::support::codectx_command(
+        data.path(),
+        &["serve", "--config", cfg.to_str().unwrap()],
+    ));
     let out = codectx(
         data.path(),
         &[

@@ -168,12 +168,10 @@ fn hooks_installed_with_a_server_ask_it_to_reindex_and_index_locally_when_it_is_
     // The server keeps its own data directory; the hooks' is another.
     let served = tempfile::tempdir().unwrap();
     let local = tempfile::tempdir().unwrap();
-    let mut server =
-        crate::support::codectx_command(served.path(), &["serve", "--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-    let (url, lines) = crate::support::serve_url(&mut server);
+    let (mut server, url, lines) = crate::support::spawn_serve(crate::support::codectx_command(
+        served.path(),
+        &["serve", "--listen", "127.0.0.1:0"],
+    ));
     let out = codectx(
         local.path(),
         &[

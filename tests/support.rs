@@ -78,16 +78,21 @@ pub fn codectx_command(data: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// The URL a started `codectx serve` prints (`serving codectx.v1.CodeContext ... on URL`),
-/// read from its piped stdout; the rest of the lines come back too, to be kept open so the
-/// server never writes into a closed pipe.
-pub fn serve_url(
-    server: &mut std::process::Child,
+/// Starts `codectx serve` (`command`, built by [`codectx_command`]) with its stdout piped
+/// and reads the URL it prints (`serving codectx.v1.CodeContext ... on URL`). The rest of
+/// the lines come back too, to be kept open so the server never writes into a closed pipe.
+pub fn spawn_serve(
+    mut command: Command,
 ) -> (
+    std::process::Child,
     String,
     std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 ) {
     use std::io::BufRead;
+    let mut server = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = std::io::BufReader::new(server.stdout.take().expect("stdout is piped")).lines();
     let url = lines
         .by_ref()
@@ -97,5 +102,5 @@ pub fn serve_url(
                 .and_then(|l| l.rsplit(" on ").next().map(str::to_string))
         })
         .expect("the server prints its URL");
-    (url, lines)
+    (server, url, lines)
 }

@@ -375,37 +375,39 @@ impl CodeContext for Service {
             if let Some(w) = &worker {
                 w.interrupt(&root);
             }
+            // With a worker, what the commit left unembedded is embedded behind it; without
+            // one (or when the client asks to wait), before the stream ends.
+            let behind = worker.is_some() && !req.wait_for_embedding;
             let result = fetched
                 .and_then(|()| engine.index_with(&root, &options, &progress))
                 .map(|report| {
-                    // What was not embedded before the commit is embedded now, or behind.
                     let mut note = report.embed_deferred.clone().unwrap_or_default();
-                    match &worker {
-                        _ if req.no_embed => {}
-                        Some(w) if !req.wait_for_embedding => {
-                            if engine.dense_coverage(&root).unwrap_or(0.0) < 1.0 {
-                                w.enqueue(&root);
-                                note = "embedding in the background; Status reports the \
-                                        dense coverage as it rises"
-                                    .into();
-                            }
-                        }
-                        _ => {
-                            if let Err(e) = engine.embed_behind(&root, &progress) {
-                                note = format!("embedding skipped, search stays lexical: {e}");
-                            }
-                        }
+                    if !req.no_embed
+                        && !behind
+                        && let Err(e) = engine.embed_behind(&root, &progress)
+                    {
+                        note = format!("embedding skipped, search stays lexical: {e}");
                     }
                     let coverage = engine.dense_coverage(&root).unwrap_or(0.0);
+                    if !req.no_embed && behind && coverage < 1.0 {
+                        note = "embedding in the background; Status reports the dense \
+                                coverage as it rises"
+                            .into();
+                    }
                     (report, coverage, note)
                 });
-            // An interrupted pass resumes once the writer is free again.
+            // Whatever is unembedded now (this change, or a pass this reindex interrupted)
+            // goes back to the worker.
             if let Some(w) = &worker
                 && !req.no_embed
-                && !w.pending(&root)
-                && engine.dense_coverage(&root).unwrap_or(1.0) < 1.0
             {
-                w.enqueue(&root);
+                let coverage = match &result {
+                    Ok((_, coverage, _)) => *coverage,
+                    Err(_) => engine.dense_coverage(&root).unwrap_or(1.0),
+                };
+                if coverage < 1.0 {
+                    w.enqueue(&root);
+                }
             }
             let message = match result {
                 Ok((r, coverage, embed_note)) => Ok(pb::ReindexProgress {
