@@ -142,7 +142,18 @@ pub struct QualityReport {
     pub problems: Vec<Problem>,
     pub rankings: Vec<RankingScores>,
     pub packs: Vec<PackScores>,
+    /// Each query's gold-line recall per packer and budget (to see which queries a change
+    /// moved, not just the means).
+    pub per_query: Vec<QueryPacks>,
     pub seconds: f64,
+}
+
+/// One query's pack recalls: packer name -> budget -> gold-line recall.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryPacks {
+    pub line: usize,
+    pub id: String,
+    pub packs: BTreeMap<String, BTreeMap<usize, f64>>,
 }
 
 const KS: [usize; 4] = [1, 3, 5, 10];
@@ -365,6 +376,7 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
     }
     let mut rank_sums: BTreeMap<String, Sums> = BTreeMap::new();
     let mut pack_sums: BTreeMap<String, PackSums> = BTreeMap::new();
+    let mut per_query: Vec<QueryPacks> = Vec::new();
     let mut used = 0usize;
     'groups: for ((repo, commit), group) in groups {
         if options.limit.is_some_and(|l| used >= l) {
@@ -439,6 +451,11 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
             }
             used += 1;
             in_group += 1;
+            let mut this_query = QueryPacks {
+                line: n,
+                id: entry.id.clone(),
+                packs: BTreeMap::new(),
+            };
             for mode in &options.modes {
                 let request = SearchRequest {
                     k: 10,
@@ -469,9 +486,8 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                     .or_default()
                     .add(&ranked, &spans, &entry.gold);
                 if options.context {
-                    let sums = pack_sums
-                        .entry(format!("context pack ({})", mode_name(*mode)))
-                        .or_default();
+                    let name = format!("context pack ({})", mode_name(*mode));
+                    let sums = pack_sums.entry(name.clone()).or_default();
                     sums.n += 1;
                     for &budget in &options.budgets {
                         let mut request = ContextRequest::new(entry.query.clone(), budget);
@@ -498,6 +514,11 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                             metrics::line_recall(&spans, &entry.gold, &|p| baseline.lines(p));
                         *sums.recall.entry(budget).or_default() += recall;
                         *sums.tokens.entry(budget).or_default() += pack.tokens_used as f64;
+                        this_query
+                            .packs
+                            .entry(name.clone())
+                            .or_default()
+                            .insert(budget, recall);
                     }
                 }
             }
@@ -524,8 +545,14 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                     let recall = metrics::line_recall(&spans, &entry.gold, &|p| baseline.lines(p));
                     *sums.recall.entry(budget).or_default() += recall;
                     *sums.tokens.entry(budget).or_default() += tokens as f64;
+                    this_query
+                        .packs
+                        .entry(format!("{BASELINE} pack"))
+                        .or_default()
+                        .insert(budget, recall);
                 }
             }
+            per_query.push(this_query);
         }
     }
     problems.sort_by_key(|p| p.line);
@@ -545,6 +572,7 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
         problems,
         rankings,
         packs,
+        per_query,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
