@@ -113,6 +113,18 @@ struct QdrantMarker {
 }
 
 impl Repo {
+    /// Exists while the vector store may hold vectors of chunks that left the index (a run
+    /// died around its lexical commit, or the index was rebuilt): the next run with a store,
+    /// or the next full embedding pass, reconciles the whole store and removes it.
+    fn pending_marker(&self) -> PathBuf {
+        self.vectors_path.with_file_name("vectors.pending")
+    }
+
+    /// Whether this repository ever had vectors (in either backend).
+    fn has_vector_store(&self) -> bool {
+        self.vectors_path.exists() || self.vectors_path.with_file_name("vectors.qdrant").exists()
+    }
+
     /// The repository's vector store: opened for `model` (emptied if it held another
     /// model's vectors), or as it is when `model` is `None`; `None` when none exists yet.
     fn vectors(&self, model: Option<(&str, usize)>) -> Result<Option<Arc<dyn VectorStore>>> {
@@ -405,6 +417,12 @@ impl Engine {
     ) -> Result<IndexReport> {
         let (repo, rebuilt) = self.repo(root, true)?;
         let _one_writer = repo.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // A rebuilt index may name its chunks differently: the vectors of the old ones are
+        // removed by reconciling the store, which the marker asks for.
+        if rebuilt.is_some() && repo.has_vector_store() {
+            let marker = repo.pending_marker();
+            std::fs::write(&marker, b"").map_err(|e| Error::io(&marker, e))?;
+        }
         let root = &repo.root;
         let current = Current::load(&repo.lexical, root)?;
         // Git mode only at a repository's root: any other directory (a sub-directory, an
@@ -470,7 +488,7 @@ impl Engine {
             (Some(e), Some(c)) => Some((e.as_ref(), c.as_ref())),
             _ => None,
         };
-        let marker = repo.vectors_path.with_file_name("vectors.pending");
+        let marker = repo.pending_marker();
         let target = Target {
             root,
             lexical: &repo.lexical,
@@ -506,7 +524,7 @@ impl Engine {
                 ))
             })?;
         let store = repo.vectors(None)?;
-        let marker = repo.vectors_path.with_file_name("vectors.pending");
+        let marker = repo.pending_marker();
         let target = Target {
             root: &repo.root,
             lexical: &repo.lexical,
@@ -821,6 +839,15 @@ impl Engine {
         if let Err(e) = store.flush() {
             tracing::warn!("{e}");
         }
+        if !interrupted {
+            // The store now holds exactly the index's chunks: nothing is left to reconcile.
+            let marker = repo.pending_marker();
+            match std::fs::remove_file(&marker) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&marker, e)),
+            }
+        }
         let vectors = store.len() as u64;
         Ok(EmbedReport {
             model: embedder.model_id().to_string(),
@@ -1122,7 +1149,13 @@ impl Engine {
         path: &Path,
         progress: &dyn Progress,
     ) -> Result<Option<EmbedReport>> {
-        if self.dense_coverage(path)? >= 1.0 {
+        // Equal counts mean every chunk has a vector only while no vector outlives its
+        // chunk; when one may (the marker), or the counts differ either way, the pass runs
+        // and reconciles the store with the index.
+        let (repo, _) = self.repo(path, false)?;
+        let chunks = repo.lexical.snapshot_all()?.num_chunks();
+        let vectors = repo.vectors(None)?.map(|v| v.len() as u64).unwrap_or(0);
+        if vectors == chunks && !repo.pending_marker().exists() {
             return Ok(None);
         }
         self.embed(path, progress).map(Some)

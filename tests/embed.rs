@@ -254,3 +254,75 @@ fn a_built_in_model_that_cannot_be_downloaded_degrades_to_lexical() {
     assert!(!response["hits"].as_array().unwrap().is_empty());
     assert!(response["degraded"].is_string(), "{response}");
 }
+
+/// Vectors left behind by chunks that are gone (an index rebuilt under new chunk names, a
+/// crash) must not make the counts look complete: the next pass embeds the chunk that has
+/// no vector and drops the stale ones.
+#[test]
+fn stale_vectors_do_not_hide_a_chunk_that_has_none() {
+    use codectx::engine::{IndexOptions, NoProgress};
+    use codectx::index::vectors::{EmbeddedVectorStore, VectorPoint, VectorStore};
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let new_engine =
+        || codectx::Engine::new(codectx::config::Config::with_data_dir(data.path())).unwrap();
+    let engine = new_engine();
+    engine
+        .index_with(repo.path(), &IndexOptions::default(), &NoProgress)
+        .unwrap();
+    engine.embed(repo.path(), &NoProgress).unwrap();
+    let root = repo.path().canonicalize().unwrap();
+    let vectors_path = engine.repo_dir(&root).join("vectors.redb");
+    drop(engine); // releases the store
+    {
+        let store =
+            EmbeddedVectorStore::open(&vectors_path, model().model_id(), model().dims()).unwrap();
+        let stale: Vec<VectorPoint> = (0..5)
+            .map(|i| VectorPoint {
+                id: format!("stale-{i}"),
+                path: "gone.rs".to_string(),
+                language: codectx::model::Language::Rust,
+                vector: vec![0.05; model().dims()],
+            })
+            .collect();
+        store.upsert(&stale).unwrap();
+        store.flush().unwrap();
+    }
+    // A new function, committed without embedding it first (as a large change is).
+    crate::support::write(
+        repo.path(),
+        "added.py",
+        "def freshly_added_helper(x):\n    return x * 2\n",
+    );
+    crate::support::git(repo.path(), &["add", "-A"]);
+    crate::support::git(repo.path(), &["commit", "-q", "-m", "add a helper"]);
+    let engine = new_engine();
+    let options = IndexOptions {
+        embed_before_commit: 0,
+        ..Default::default()
+    };
+    engine
+        .index_with(repo.path(), &options, &NoProgress)
+        .unwrap();
+    let before = engine.status(repo.path()).unwrap();
+    assert!(
+        before.vectors > before.stored_chunks,
+        "the counts must look complete for this test to mean anything: {} vectors, {} chunks",
+        before.vectors,
+        before.stored_chunks
+    );
+    let pass = engine
+        .embed_behind(repo.path(), &NoProgress)
+        .unwrap()
+        .expect("a chunk without a vector must start a pass");
+    assert_eq!(pass.removed, 5);
+    assert_eq!(pass.embedded + pass.from_cache, 1);
+    let after = engine.status(repo.path()).unwrap();
+    assert_eq!(after.vectors, after.stored_chunks);
+    assert!(
+        engine
+            .embed_behind(repo.path(), &NoProgress)
+            .unwrap()
+            .is_none()
+    );
+}

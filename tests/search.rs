@@ -248,10 +248,31 @@ fn an_unusable_index_is_reported_then_rebuilt() {
     let config = Config::with_data_dir(data.path());
     let engine = Engine::new(config.clone()).unwrap();
     engine.index(repo.path(), &NoProgress).unwrap();
+    engine.embed(repo.path(), &NoProgress).unwrap();
     let dir = engine
         .repo_dir(&repo.path().canonicalize().unwrap())
         .join("lexical");
     drop(engine);
+    // Vectors of chunks the rebuilt index will not have (as when a new version names its
+    // chunks differently): the rebuild must not keep them.
+    let vectors = dir.with_file_name("vectors.redb");
+    {
+        use codectx::index::vectors::{EmbeddedVectorStore, VectorPoint, VectorStore};
+        let store = EmbeddedVectorStore::open_existing(&vectors)
+            .unwrap()
+            .expect("indexing made a vector store");
+        let dims = store.model().1;
+        let stale: Vec<VectorPoint> = (0..3)
+            .map(|i| VectorPoint {
+                id: format!("old-name-{i}"),
+                path: "sample.go".to_string(),
+                language: Language::Go,
+                vector: vec![0.1; dims],
+            })
+            .collect();
+        store.upsert(&stale).unwrap();
+        store.flush().unwrap();
+    }
     std::fs::write(dir.join("meta.json"), "{ not json").unwrap();
 
     let engine = Engine::new(config.clone()).unwrap();
@@ -261,6 +282,9 @@ fn an_unusable_index_is_reported_then_rebuilt() {
     let engine = Engine::new(config).unwrap();
     let report = engine.index(repo.path(), &NoProgress).unwrap();
     assert!(report.rebuilt.is_some());
+    let status = engine.status(repo.path()).unwrap();
+    assert_eq!(status.vectors, status.stored_chunks);
+    assert!(!dir.with_file_name("vectors.pending").exists());
     assert!(
         !engine
             .search(repo.path(), &req("ring_write"))
