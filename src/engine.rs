@@ -1149,16 +1149,20 @@ impl Engine {
         path: &Path,
         progress: &dyn Progress,
     ) -> Result<Option<EmbedReport>> {
-        // Equal counts mean every chunk has a vector only while no vector outlives its
-        // chunk; when one may (the marker), or the counts differ either way, the pass runs
-        // and reconciles the store with the index.
-        let (repo, _) = self.repo(path, false)?;
-        let chunks = repo.lexical.snapshot_all()?.num_chunks();
-        let vectors = repo.vectors(None)?.map(|v| v.len() as u64).unwrap_or(0);
-        if vectors == chunks && !repo.pending_marker().exists() {
+        if !self.needs_embedding(path)? {
             return Ok(None);
         }
         self.embed(path, progress).map(Some)
+    }
+
+    /// Whether an embedding pass has work: a chunk without a vector, or a vector without a
+    /// chunk. Equal counts mean neither only while no vector can have outlived its chunk;
+    /// when one may (the marker), or the counts differ either way, a pass is due.
+    pub fn needs_embedding(&self, path: &Path) -> Result<bool> {
+        let (repo, _) = self.repo(path, false)?;
+        let chunks = repo.lexical.snapshot_all()?.num_chunks();
+        let vectors = repo.vectors(None)?.map(|v| v.len() as u64).unwrap_or(0);
+        Ok(vectors != chunks || repo.pending_marker().exists())
     }
 
     /// The share of the repository's chunk documents (every ref) that have a vector.

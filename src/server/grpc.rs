@@ -389,7 +389,7 @@ impl CodeContext for Service {
                         note = format!("embedding skipped, search stays lexical: {e}");
                     }
                     let coverage = engine.dense_coverage(&root).unwrap_or(0.0);
-                    if !req.no_embed && behind && coverage < 1.0 {
+                    if !req.no_embed && behind && engine.needs_embedding(&root).unwrap_or(false) {
                         note = "embedding in the background; Status reports the dense \
                                 coverage as it rises"
                             .into();
@@ -400,14 +400,9 @@ impl CodeContext for Service {
             // goes back to the worker.
             if let Some(w) = &worker
                 && !req.no_embed
+                && engine.needs_embedding(&root).unwrap_or(false)
             {
-                let coverage = match &result {
-                    Ok((_, coverage, _)) => *coverage,
-                    Err(_) => engine.dense_coverage(&root).unwrap_or(1.0),
-                };
-                if coverage < 1.0 {
-                    w.enqueue(&root);
-                }
+                w.enqueue(&root);
             }
             let message = match result {
                 Ok((r, coverage, embed_note)) => Ok(pb::ReindexProgress {
@@ -740,7 +735,7 @@ pub async fn serve(
         let (resume, for_resume) = (Arc::clone(&engine), Arc::clone(&worker));
         tokio::task::spawn_blocking(move || {
             for root in resume.repositories().unwrap_or_default() {
-                if resume.dense_coverage(&root).is_ok_and(|c| c < 1.0) {
+                if resume.needs_embedding(&root).unwrap_or(false) {
                     for_resume.enqueue(&root);
                 }
             }
