@@ -500,6 +500,11 @@ impl Engine {
             }),
         };
         let mut report = ingest::run(&target, &current, plan, options, progress)?;
+        // Chunks left while their vectors could not be reached (a vector server down):
+        // those vectors wait for the next reconciling pass, which the marker asks for.
+        if target.dense.is_none() && report.chunks_removed > 0 && repo.has_vector_store() {
+            std::fs::write(&marker, b"").map_err(|e| Error::io(&marker, e))?;
+        }
         report.rebuilt = rebuilt;
         report.branch = git_state.branch;
         Ok(report)

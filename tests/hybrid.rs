@@ -427,6 +427,25 @@ fn an_unreachable_qdrant_server_degrades_to_lexical() {
     let err = engine.embed(repo.path(), &NoProgress).unwrap_err();
     assert!(err.to_string().contains(&url), "{err}");
     assert_eq!(err.kind(), codectx::ErrorKind::Unavailable);
+
+    // Once a collection exists (its marker beside the index), chunks that leave while the
+    // server is down leave their vectors there: the next pass is asked to reconcile.
+    let dir = engine.repo_dir(&repo.path().canonicalize().unwrap());
+    std::fs::write(
+        dir.join("vectors.qdrant"),
+        r#"{"collection":"codectx-test","model":"m","dims":3}"#,
+    )
+    .unwrap();
+    assert!(!dir.join("vectors.pending").exists());
+    write(
+        repo.path(),
+        "src/math.rs",
+        "/// Multiplies the contents of a vector.\npub fn product(values: &[i64]) -> i64 {\n    values.iter().product()\n}\n",
+    );
+    git(repo.path(), &["commit", "-q", "-am", "product"]);
+    let report = engine.index(repo.path(), &NoProgress).unwrap();
+    assert!(report.chunks_removed > 0);
+    assert!(dir.join("vectors.pending").exists());
 }
 
 /// Killed with SIGKILL at several points of an index + embed run, the stores reopen, answer,
