@@ -120,9 +120,14 @@ impl Repo {
         self.vectors_path.with_file_name("vectors.pending")
     }
 
+    /// Where the repository's Qdrant collection is named ([`QdrantMarker`]).
+    fn qdrant_marker(&self) -> PathBuf {
+        self.vectors_path.with_file_name("vectors.qdrant")
+    }
+
     /// Whether this repository ever had vectors (in either backend).
     fn has_vector_store(&self) -> bool {
-        self.vectors_path.exists() || self.vectors_path.with_file_name("vectors.qdrant").exists()
+        self.vectors_path.exists() || self.qdrant_marker().exists()
     }
 
     /// The repository's vector store: opened for `model` (emptied if it held another
@@ -167,14 +172,14 @@ impl Repo {
                     dims,
                 };
                 let store = QdrantStore::open(config, &marker.collection, id, dims)?;
-                let path = self.vectors_path.with_file_name("vectors.qdrant");
+                let path = self.qdrant_marker();
                 let json = serde_json::to_vec(&marker)
                     .map_err(|e| Error::Internal(format!("qdrant marker: {e}")))?;
                 std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
                 Some(Arc::new(store))
             }
             (Some(config), None) => {
-                let path = self.vectors_path.with_file_name("vectors.qdrant");
+                let path = self.qdrant_marker();
                 match std::fs::read(&path) {
                     Ok(bytes) => {
                         let m: QdrantMarker = serde_json::from_slice(&bytes)
