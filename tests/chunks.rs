@@ -194,6 +194,80 @@ fn every_language_spec_compiles() {
     }
 }
 
+/// The chunker runs its definition query only at the nodes a pattern can start at; that
+/// must find exactly what one query cursor over the whole tree finds.
+fn assert_same_definitions(path: &std::path::Path, text: &str) -> bool {
+    use codectx::syntax::code::{QueryStrategy, definitions};
+    let language = detect_language(&path.to_string_lossy(), text);
+    let fast = definitions(language, text, QueryStrategy::StartNodes);
+    let reference = definitions(language, text, QueryStrategy::WholeTree);
+    assert_eq!(fast, reference, "definitions differ in {}", path.display());
+    fast.is_some()
+}
+
+#[test]
+fn the_start_node_walk_finds_what_the_whole_tree_query_finds() {
+    for spec in spec::all_specs() {
+        let compiled = spec::compile(spec).unwrap();
+        assert!(
+            compiled.start_kinds.is_some(),
+            "{}: a definition pattern's start kinds could not be read",
+            spec.language
+        );
+    }
+    let mut compared = 0;
+    for entry in std::fs::read_dir(fixtures().join("chunks")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        compared += usize::from(assert_same_definitions(&path, &text));
+    }
+    assert!(
+        compared >= 13,
+        "only {compared} fixture files had a grammar"
+    );
+    // `CODECTX_DEFS_CORPUS=DIR` compares every file under DIR too (used on the index
+    // benchmark's corpus when the walk changes).
+    if let Ok(dir) = std::env::var("CODECTX_DEFS_CORPUS") {
+        let mut files = 0;
+        for entry in ignore::WalkBuilder::new(dir).build().flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            if text.len() < 1 << 20 && assert_same_definitions(entry.path(), &text) {
+                files += 1;
+            }
+        }
+        eprintln!("compared the definitions of {files} corpus files");
+    }
+}
+
+#[test]
+fn pattern_roots_are_read_off_the_query_text() {
+    let check = |pattern: &str, expected: Option<&[&str]>| {
+        let got = spec::pattern_roots(pattern);
+        let expected = expected.map(|e| e.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(got, expected, "{pattern}");
+    };
+    check(
+        "(function_item name: (identifier) @name) @definition.function",
+        Some(&["function_item"]),
+    );
+    check(
+        "(declaration_list (function_item name: (identifier) @name) @definition.method)",
+        Some(&["declaration_list"]),
+    );
+    check(
+        r#"((comment)* @doc . (method_definition name: (property_identifier) @name) @definition.method (#not-eq? @name "constructor") (#select-adjacent! @doc @definition.method))"#,
+        Some(&["method_definition"]),
+    );
+    check(
+        "[(class name: (_) @name) (class_declaration name: (_) @name)] @definition.class",
+        Some(&["class", "class_declaration"]),
+    );
+    check("((a) (b)) @definition.x", None);
+    check("(_ name: (identifier) @name) @definition.x", None);
+}
+
 #[test]
 fn chunk_ids_are_stable_and_content_addressed() {
     let text = std::fs::read_to_string(fixtures().join("chunks/sample.go")).unwrap();

@@ -6,7 +6,7 @@ use super::text::windows;
 use super::{Builder, Meta};
 use crate::model::ChunkKind;
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::time::Instant;
 use streaming_iterator::StreamingIterator;
@@ -136,6 +136,36 @@ fn parse(spec: &CompiledSpec, text: &str, deadline: Instant) -> Result<Tree, Str
     })
 }
 
+/// How the definition query is run over a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryStrategy {
+    /// Walk the tree and run the query only at nodes where a definition pattern can start
+    /// (the fast path, used whenever the spec knows those kinds).
+    StartNodes,
+    /// One query cursor over the whole tree (the reference the fast path must agree with).
+    WholeTree,
+}
+
+/// The definitions the chunker finds in `text`, as (start, end, kind, name), in document
+/// order; `None` when the language has no grammar or the parse fails. For tests that hold
+/// the two [`QueryStrategy`]s to the same answer.
+pub fn definitions(
+    language: crate::model::Language,
+    text: &str,
+    strategy: QueryStrategy,
+) -> Option<Vec<(usize, usize, ChunkKind, String)>> {
+    let spec = spec::compiled(language)?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let tree = parse(&spec, text, deadline).ok()?;
+    let mut defs = collect_defs_with(&spec, text, tree.root_node(), deadline, strategy)?;
+    defs.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    Some(
+        defs.into_iter()
+            .map(|d| (d.start, d.end, d.kind, d.name))
+            .collect(),
+    )
+}
+
 /// Runs the definition query and normalises each captured definition; `None` on timeout.
 fn collect_defs<'t>(
     spec: &CompiledSpec,
@@ -143,18 +173,102 @@ fn collect_defs<'t>(
     root: Node<'t>,
     deadline: Instant,
 ) -> Option<Vec<Def<'t>>> {
+    collect_defs_with(spec, text, root, deadline, QueryStrategy::StartNodes)
+}
+
+fn collect_defs_with<'t>(
+    spec: &CompiledSpec,
+    text: &str,
+    root: Node<'t>,
+    deadline: Instant,
+    strategy: QueryStrategy,
+) -> Option<Vec<Def<'t>>> {
+    let mut collector = Collector {
+        spec,
+        text,
+        defs: Vec::new(),
+        seen: HashSet::new(),
+        family: Family::new(strategy),
+    };
     let mut cursor = QueryCursor::new();
     cursor.set_match_limit(4096);
-    // Definitions that matter for chunking sit near the top (namespaces, classes, impls and
-    // their members); not descending into deep bodies keeps the query cheap.
-    cursor.set_max_start_depth(Some(MAX_DEFINITION_DEPTH));
     let mut budget = Budget::new(deadline);
-    let mut progress = |_: &tree_sitter::QueryCursorState| budget.check();
-    let options = QueryCursorOptions::new().progress_callback(&mut progress);
-    let mut matches = cursor.matches_with_options(&spec.query, root, text.as_bytes(), options);
-    let mut defs: Vec<Def<'t>> = Vec::new();
-    let mut seen: HashSet<(usize, usize)> = HashSet::new();
-    while let Some(m) = matches.next() {
+    match (&spec.start_kinds, strategy) {
+        (Some(start_kinds), QueryStrategy::StartNodes) => {
+            // A query cursor pays for every node it visits (field and supertype bookkeeping);
+            // a plain tree walk is several times cheaper, so the walk finds the few nodes a
+            // definition can start at and the query runs at those alone.
+            cursor.set_max_start_depth(Some(0));
+            let mut walk = root.walk();
+            collector.family.path.push(root);
+            let mut visited = 0u32;
+            'walk: loop {
+                let node = walk.node();
+                if let Some(top) = collector.family.path.last_mut() {
+                    *top = node;
+                }
+                if start_kinds
+                    .get(node.kind_id() as usize)
+                    .copied()
+                    .unwrap_or(false)
+                {
+                    let mut matches = cursor.matches(&spec.query, node, text.as_bytes());
+                    while let Some(m) = matches.next() {
+                        collector.accept(m);
+                    }
+                }
+                visited += 1;
+                if visited % 512 == 0 && budget.check().is_break() {
+                    return None;
+                }
+                // (The path's length is the cursor's depth plus one: `TreeCursor::depth`
+                // recounts it on every call.)
+                let depth = collector.family.path.len() - 1;
+                if depth < MAX_DEFINITION_DEPTH as usize && walk.goto_first_child() {
+                    collector.family.path.push(walk.node());
+                    continue;
+                }
+                while !walk.goto_next_sibling() {
+                    collector.family.path.pop();
+                    if !walk.goto_parent() {
+                        break 'walk;
+                    }
+                }
+            }
+        }
+        _ => {
+            // Definitions that matter for chunking sit near the top (namespaces, classes,
+            // impls and their members); not descending into deep bodies keeps the query cheap.
+            cursor.set_max_start_depth(Some(MAX_DEFINITION_DEPTH));
+            let mut progress = |_: &tree_sitter::QueryCursorState| budget.check();
+            let options = QueryCursorOptions::new().progress_callback(&mut progress);
+            let mut matches =
+                cursor.matches_with_options(&spec.query, root, text.as_bytes(), options);
+            while let Some(m) = matches.next() {
+                collector.accept(m);
+            }
+            drop(matches);
+            if budget.exceeded {
+                return None;
+            }
+        }
+    }
+    Some(collector.defs)
+}
+
+/// Turns query matches into normalised definitions, each node once (the first match wins).
+struct Collector<'s, 't> {
+    spec: &'s CompiledSpec,
+    text: &'s str,
+    defs: Vec<Def<'t>>,
+    seen: HashSet<(usize, usize)>,
+    family: Family<'t>,
+}
+
+impl<'t> Collector<'_, 't> {
+    fn accept(&mut self, m: &tree_sitter::QueryMatch<'_, 't>) {
+        let spec = self.spec;
+        let text = self.text;
         let mut def_node = None;
         let mut name_node = None;
         for cap in m.captures() {
@@ -165,19 +279,20 @@ fn collect_defs<'t>(
             }
         }
         let (Some((captured, kind)), Some(name_node)) = (def_node, name_node) else {
-            continue;
+            return;
         };
-        let inner = lift(spec, captured);
+        let inner = lift(spec, captured, &mut self.family);
         let mut node = inner;
-        while let Some(parent) = node
-            .parent()
+        while let Some(parent) = self
+            .family
+            .parent(node)
             .filter(|p| spec.spec.wrappers.contains(&p.kind()))
         {
             node = parent;
         }
         let key = (node.start_byte(), node.end_byte());
-        if !seen.insert(key) {
-            continue;
+        if !self.seen.insert(key) {
+            return;
         }
         let kind = spec::kind_of_node(inner.kind()).unwrap_or(kind);
         let name = text[name_node.byte_range()]
@@ -186,8 +301,8 @@ fn collect_defs<'t>(
             .unwrap_or("")
             .trim()
             .to_string();
-        let (start, doc) = attached(spec, text, node, inner);
-        defs.push(Def {
+        let (start, doc) = attached(spec, text, node, inner, &mut self.family);
+        self.defs.push(Def {
             node,
             start,
             end: node.end_byte(),
@@ -198,18 +313,86 @@ fn collect_defs<'t>(
             children: Vec::new(),
         });
     }
-    drop(matches);
-    if budget.exceeded { None } else { Some(defs) }
+}
+
+/// Parent and previous-sibling lookups for the definitions of one tree.
+///
+/// tree-sitter keeps no parent or sibling links: `Node::parent` descends from the root and
+/// `Node::prev_named_sibling` scans the parent's children, so a file of n top-level items
+/// pays O(n^2) for them. The walk's path answers parents of the nodes on it, and each
+/// parent's named children are listed once and searched by offset.
+struct Family<'t> {
+    /// The walk's path from the root to the node being matched (empty for
+    /// [`QueryStrategy::WholeTree`], which asks tree-sitter directly).
+    path: Vec<Node<'t>>,
+    /// Parent id -> its named children in document order.
+    children: HashMap<usize, Vec<Node<'t>>>,
+    cached: bool,
+}
+
+impl<'t> Family<'t> {
+    fn new(strategy: QueryStrategy) -> Self {
+        Family {
+            path: Vec::new(),
+            children: HashMap::new(),
+            cached: strategy == QueryStrategy::StartNodes,
+        }
+    }
+
+    fn parent(&mut self, node: Node<'t>) -> Option<Node<'t>> {
+        if !self.cached {
+            return node.parent();
+        }
+        if let Some(i) = self.path.iter().rposition(|n| n.id() == node.id()) {
+            return i.checked_sub(1).map(|i| self.path[i]);
+        }
+        // Below the path: most often a child of the node being matched (a method captured
+        // by its `declaration_list`).
+        if let Some(&top) = self.path.last()
+            && self.index_in(top, node).is_some()
+        {
+            return Some(top);
+        }
+        node.parent()
+    }
+
+    fn prev_named_sibling(&mut self, node: Node<'t>) -> Option<Node<'t>> {
+        if !self.cached {
+            return node.prev_named_sibling();
+        }
+        let Some(parent) = self.parent(node) else {
+            return node.prev_named_sibling();
+        };
+        match self.index_in(parent, node) {
+            Some(0) => None,
+            Some(i) => Some(self.children[&parent.id()][i - 1]),
+            None => node.prev_named_sibling(),
+        }
+    }
+
+    /// `node`'s position among `parent`'s named children, if it is one of them.
+    fn index_in(&mut self, parent: Node<'t>, node: Node<'t>) -> Option<usize> {
+        let kids = self.children.entry(parent.id()).or_insert_with(|| {
+            let mut cursor = parent.walk();
+            parent.named_children(&mut cursor).collect()
+        });
+        let first = kids.partition_point(|k| k.start_byte() < node.start_byte());
+        kids[first..]
+            .iter()
+            .take_while(|k| k.start_byte() == node.start_byte())
+            .position(|k| k.id() == node.id())
+            .map(|i| first + i)
+    }
 }
 
 /// Replaces a captured node by the ancestor that is the whole definition.
-fn lift<'t>(spec: &CompiledSpec, node: Node<'t>) -> Node<'t> {
+fn lift<'t>(spec: &CompiledSpec, node: Node<'t>, family: &mut Family<'t>) -> Node<'t> {
     let Some((_, targets)) = spec.spec.lift.iter().find(|(from, _)| *from == node.kind()) else {
         return node;
     };
     let mut cur = node;
     for _ in 0..6 {
-        match cur.parent() {
+        match family.parent(cur) {
             Some(parent) if targets.contains(&parent.kind()) => return parent,
             Some(parent) => cur = parent,
             None => break,
@@ -224,11 +407,17 @@ fn is_comment(node: &Node<'_>) -> bool {
 
 /// Extends a definition back over the comments and attributes right above it (no blank line
 /// between), and returns the new start and the doc comment text.
-fn attached(spec: &CompiledSpec, text: &str, node: Node<'_>, inner: Node<'_>) -> (usize, String) {
+fn attached<'t>(
+    spec: &CompiledSpec,
+    text: &str,
+    node: Node<'t>,
+    inner: Node<'t>,
+    family: &mut Family<'t>,
+) -> (usize, String) {
     let mut start = node.start_byte();
     let mut row = node.start_position().row;
     let mut docs: Vec<&str> = Vec::new();
-    let mut prev = node.prev_named_sibling();
+    let mut prev = family.prev_named_sibling(node);
     while let Some(sib) = prev {
         let attaches = is_comment(&sib) || sib.kind() == "attribute_item";
         if !attaches || sib.end_position().row + 1 < row {
@@ -250,7 +439,7 @@ fn attached(spec: &CompiledSpec, text: &str, node: Node<'_>, inner: Node<'_>) ->
         }
         start = sib.start_byte();
         row = sib.start_position().row;
-        prev = sib.prev_named_sibling();
+        prev = family.prev_named_sibling(sib);
     }
     docs.reverse();
     let mut doc = docs.join("\n");

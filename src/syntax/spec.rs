@@ -232,6 +232,10 @@ pub struct CompiledSpec {
     /// Capture index -> chunk kind, for `@definition.*` captures.
     pub definition_captures: Vec<Option<ChunkKind>>,
     pub name_capture: Option<u32>,
+    /// Node kind id -> whether a definition pattern can start at a node of that kind; `None`
+    /// when some pattern's root cannot be read off its text (the chunker then runs the
+    /// query over the whole tree instead of at these nodes only).
+    pub start_kinds: Option<Vec<bool>>,
 }
 
 /// The compiled spec for a language, or `None` for languages chunked without a grammar.
@@ -264,12 +268,32 @@ pub fn compile(spec: &'static LanguageSpec) -> Result<CompiledSpec, String> {
         .map_err(|e| format!("{}: {e}", spec.language))?;
     // Tags queries also capture references; matching them is most of the query's cost and
     // the chunker never reads them.
+    let mut roots: Option<Vec<String>> = Some(Vec::new());
     for i in 0..query.pattern_count() {
         let text = &source[query.start_byte_for_pattern(i)..query.end_byte_for_pattern(i)];
         if !text.contains("@definition.") {
             query.disable_pattern(i);
+            continue;
         }
+        roots = match (roots, pattern_roots(text)) {
+            (Some(mut all), Some(these)) => {
+                all.extend(these);
+                Some(all)
+            }
+            _ => None,
+        };
     }
+    let start_kinds = roots.map(|roots| {
+        (0..ts_language.node_kind_count())
+            .map(|id| {
+                let id = id as u16;
+                ts_language.node_kind_is_named(id)
+                    && ts_language
+                        .node_kind_for_id(id)
+                        .is_some_and(|kind| roots.iter().any(|r| r == kind))
+            })
+            .collect()
+    });
     let definition_captures = query
         .capture_names()
         .iter()
@@ -282,7 +306,191 @@ pub fn compile(spec: &'static LanguageSpec) -> Result<CompiledSpec, String> {
         query,
         definition_captures,
         name_capture,
+        start_kinds,
     })
+}
+
+/// The node kinds a query pattern can start matching at, read off its text: the pattern's
+/// own node, each alternative of an alternation, or the one required member of a group of
+/// siblings (`(comment)* @doc . (function_declaration ...)` starts at the function).
+/// `None` for a shape a single node cannot start (two required siblings, a wildcard or
+/// anonymous root): such a query is matched over the whole tree.
+pub fn pattern_roots(pattern: &str) -> Option<Vec<String>> {
+    let tokens = query_tokens(pattern);
+    let mut pos = 0;
+    let expr = parse_expr(&tokens, &mut pos)?;
+    match expr {
+        Expr::Pattern { roots, .. } => Some(roots),
+        Expr::Skip => None,
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Tok<'a> {
+    Open,
+    Close,
+    OpenAlt,
+    CloseAlt,
+    Word(&'a str),
+    /// `field:`, `@capture`, `!field`, `.` and string literals: nothing that starts a match.
+    Other,
+    /// `*` or `?`: the item before may be absent.
+    Optional,
+    /// `#predicate!` or `#predicate?`.
+    Predicate,
+}
+
+fn query_tokens(text: &str) -> Vec<Tok<'_>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // Words run over `-` and `.` (`definition.method`); predicate names end in `?` or `!`.
+    let word_end = |mut j: usize, predicate: bool| {
+        while j < bytes.len()
+            && (bytes[j].is_ascii_alphanumeric()
+                || matches!(bytes[j], b'_' | b'-' | b'.')
+                || (predicate && matches!(bytes[j], b'?' | b'!')))
+        {
+            j += 1;
+        }
+        j
+    };
+    while i < bytes.len() {
+        match bytes[i] {
+            b';' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' => {
+                out.push(Tok::Open);
+                i += 1;
+            }
+            b')' => {
+                out.push(Tok::Close);
+                i += 1;
+            }
+            b'[' => {
+                out.push(Tok::OpenAlt);
+                i += 1;
+            }
+            b']' => {
+                out.push(Tok::CloseAlt);
+                i += 1;
+            }
+            b'*' | b'?' => {
+                out.push(Tok::Optional);
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                out.push(Tok::Other);
+            }
+            b'#' => {
+                i = word_end(i + 1, true);
+                out.push(Tok::Predicate);
+            }
+            b'@' | b'!' => {
+                i = word_end(i + 1, false);
+                out.push(Tok::Other);
+            }
+            b'+' | b'.' => {
+                out.push(Tok::Other);
+                i += 1;
+            }
+            b if b.is_ascii_alphanumeric() || b == b'_' => {
+                let end = word_end(i, false);
+                if bytes.get(end) == Some(&b':') {
+                    out.push(Tok::Other);
+                    i = end + 1;
+                } else {
+                    out.push(Tok::Word(&text[i..end]));
+                    i = end;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+enum Expr {
+    /// A pattern that can match, starting at a node of one of `roots`.
+    Pattern { roots: Vec<String>, optional: bool },
+    /// Something that matches no node by itself (a predicate, an anchor, a capture).
+    Skip,
+}
+
+/// Parses one item at `pos`; `None` for a shape that no single node can start.
+fn parse_expr(tokens: &[Tok<'_>], pos: &mut usize) -> Option<Expr> {
+    let tok = tokens.get(*pos)?;
+    *pos += 1;
+    let roots = match tok {
+        Tok::Open => match tokens.get(*pos)? {
+            Tok::Predicate => {
+                skip_to_close(tokens, pos)?;
+                return Some(Expr::Skip);
+            }
+            Tok::Word(kind) if *kind != "_" => {
+                *pos += 1;
+                skip_to_close(tokens, pos)?;
+                vec![kind.to_string()]
+            }
+            Tok::Open | Tok::OpenAlt => {
+                // A group of siblings: it can start at its one required member.
+                let mut required = Vec::new();
+                while tokens.get(*pos)? != &Tok::Close {
+                    if let Expr::Pattern { roots, optional } = parse_expr(tokens, pos)? {
+                        if !optional {
+                            required.push(roots);
+                        }
+                    }
+                }
+                *pos += 1;
+                if required.len() != 1 {
+                    return None;
+                }
+                required.pop()?
+            }
+            _ => return None,
+        },
+        Tok::OpenAlt => {
+            let mut all = Vec::new();
+            while tokens.get(*pos)? != &Tok::CloseAlt {
+                if let Expr::Pattern { roots, .. } = parse_expr(tokens, pos)? {
+                    all.extend(roots);
+                }
+            }
+            *pos += 1;
+            all
+        }
+        Tok::Word(_) => return None,
+        Tok::Close | Tok::CloseAlt => return None,
+        Tok::Other | Tok::Optional | Tok::Predicate => return Some(Expr::Skip),
+    };
+    let optional = tokens.get(*pos) == Some(&Tok::Optional);
+    if optional {
+        *pos += 1;
+    }
+    Some(Expr::Pattern { roots, optional })
+}
+
+/// Moves `pos` past the `)` that closes the node opened before it.
+fn skip_to_close(tokens: &[Tok<'_>], pos: &mut usize) -> Option<()> {
+    let mut depth = 1usize;
+    while depth > 0 {
+        match tokens.get(*pos)? {
+            Tok::Open => depth += 1,
+            Tok::Close => depth -= 1,
+            _ => {}
+        }
+        *pos += 1;
+    }
+    Some(())
 }
 
 /// Every spec, for tests and for `codectx` to list supported languages.
