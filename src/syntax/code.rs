@@ -218,7 +218,7 @@ fn collect_defs_with<'t>(
                     }
                 }
                 visited += 1;
-                if visited % 512 == 0 && budget.check().is_break() {
+                if visited.is_multiple_of(512) && budget.check().is_break() {
                     return None;
                 }
                 // (The path's length is the cursor's depth plus one: `TreeCursor::depth`

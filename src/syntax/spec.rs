@@ -444,10 +444,10 @@ fn parse_expr(tokens: &[Tok<'_>], pos: &mut usize) -> Option<Expr> {
                 // A group of siblings: it can start at its one required member.
                 let mut required = Vec::new();
                 while tokens.get(*pos)? != &Tok::Close {
-                    if let Expr::Pattern { roots, optional } = parse_expr(tokens, pos)? {
-                        if !optional {
-                            required.push(roots);
-                        }
+                    if let Expr::Pattern { roots, optional } = parse_expr(tokens, pos)?
+                        && !optional
+                    {
+                        required.push(roots);
                     }
                 }
                 *pos += 1;
