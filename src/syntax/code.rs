@@ -223,8 +223,18 @@ fn collect_defs_with<'t>(
                 }
                 // (The path's length is the cursor's depth plus one: `TreeCursor::depth`
                 // recounts it on every call.)
+                // Below a node, descend only if the grammar lets a start kind occur there
+                // within the depth limit (a subtree with errors may hold anything).
                 let depth = collector.family.path.len() - 1;
-                if depth < MAX_DEFINITION_DEPTH as usize && walk.goto_first_child() {
+                let room = MAX_DEFINITION_DEPTH as usize - depth.min(MAX_DEFINITION_DEPTH as usize);
+                let reachable = node.has_error()
+                    || usize::from(
+                        spec.start_below
+                            .get(node.kind_id() as usize)
+                            .copied()
+                            .unwrap_or(1),
+                    ) <= room;
+                if room > 0 && reachable && walk.goto_first_child() {
                     collector.family.path.push(walk.node());
                     continue;
                 }

@@ -19,6 +19,9 @@ pub struct LanguageSpec {
     pub wrappers: &'static [&'static str],
     /// The docstring is the first statement of the body (Python).
     pub docstring_in_body: bool,
+    /// The grammar's `node-types.json`: which kinds may hold which, so the chunker's walk
+    /// skips subtrees where no definition can start.
+    pub node_types: &'static str,
 }
 
 const C_LIFT: &[(&str, &[&str])] = &[(
@@ -61,6 +64,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: &[],
         wrappers: &[],
         docstring_in_body: false,
+        node_types: tree_sitter_rust::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::Python,
@@ -70,6 +74,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: &[("assignment", &["expression_statement"])],
         wrappers: &["decorated_definition"],
         docstring_in_body: true,
+        node_types: tree_sitter_python::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::JavaScript,
@@ -79,6 +84,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: JS_LIFT,
         wrappers: JS_WRAPPERS,
         docstring_in_body: false,
+        node_types: tree_sitter_javascript::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::TypeScript,
@@ -88,6 +94,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: JS_LIFT,
         wrappers: JS_WRAPPERS,
         docstring_in_body: false,
+        node_types: tree_sitter_typescript::TYPESCRIPT_NODE_TYPES,
     },
     LanguageSpec {
         language: Language::Tsx,
@@ -97,6 +104,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: JS_LIFT,
         wrappers: JS_WRAPPERS,
         docstring_in_body: false,
+        node_types: tree_sitter_typescript::TSX_NODE_TYPES,
     },
     LanguageSpec {
         language: Language::Go,
@@ -106,6 +114,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: &[("type_spec", &["type_declaration"])],
         wrappers: &[],
         docstring_in_body: false,
+        node_types: tree_sitter_go::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::Java,
@@ -119,6 +128,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: &[],
         wrappers: &[],
         docstring_in_body: false,
+        node_types: tree_sitter_java::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::C,
@@ -128,6 +138,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: C_LIFT,
         wrappers: &[],
         docstring_in_body: false,
+        node_types: tree_sitter_c::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::Cpp,
@@ -139,6 +150,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: C_LIFT,
         wrappers: &["template_declaration"],
         docstring_in_body: false,
+        node_types: tree_sitter_cpp::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::CSharp,
@@ -156,6 +168,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: &[],
         wrappers: &[],
         docstring_in_body: false,
+        node_types: tree_sitter_c_sharp::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::Ruby,
@@ -165,6 +178,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: &[],
         wrappers: &[],
         docstring_in_body: false,
+        node_types: tree_sitter_ruby::NODE_TYPES,
     },
     LanguageSpec {
         language: Language::Php,
@@ -176,6 +190,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: &[],
         wrappers: &[],
         docstring_in_body: false,
+        node_types: tree_sitter_php::PHP_NODE_TYPES,
     },
     LanguageSpec {
         language: Language::Bash,
@@ -187,6 +202,7 @@ static SPECS: &[LanguageSpec] = &[
         lift: &[],
         wrappers: &[],
         docstring_in_body: false,
+        node_types: tree_sitter_bash::NODE_TYPES,
     },
 ];
 
@@ -236,6 +252,10 @@ pub struct CompiledSpec {
     /// when some pattern's root cannot be read off its text (the chunker then runs the
     /// query over the whole tree instead of at these nodes only).
     pub start_kinds: Option<Vec<bool>>,
+    /// Node kind id -> the fewest levels below a node of that kind at which a start kind
+    /// can occur, per the grammar's node types (`u8::MAX`: never). Kinds the node types do
+    /// not describe read 1.
+    pub start_below: Vec<u8>,
 }
 
 /// The compiled spec for a language, or `None` for languages chunked without a grammar.
@@ -283,7 +303,7 @@ pub fn compile(spec: &'static LanguageSpec) -> Result<CompiledSpec, String> {
             _ => None,
         };
     }
-    let start_kinds = roots.map(|roots| {
+    let start_kinds: Option<Vec<bool>> = roots.map(|roots| {
         (0..ts_language.node_kind_count())
             .map(|id| {
                 let id = id as u16;
@@ -300,6 +320,11 @@ pub fn compile(spec: &'static LanguageSpec) -> Result<CompiledSpec, String> {
         .map(|name| name.strip_prefix("definition.").and_then(kind_of_capture))
         .collect();
     let name_capture = query.capture_index_for_name("name");
+    let start_below = match &start_kinds {
+        Some(kinds) => levels_to_start(&ts_language, spec.node_types, kinds)
+            .map_err(|e| format!("{}: node types: {e}", spec.language))?,
+        None => Vec::new(),
+    };
     Ok(CompiledSpec {
         spec,
         ts_language,
@@ -307,7 +332,121 @@ pub fn compile(spec: &'static LanguageSpec) -> Result<CompiledSpec, String> {
         definition_captures,
         name_capture,
         start_kinds,
+        start_below,
     })
+}
+
+/// For every node kind, the fewest levels below it at which a start kind can occur, from
+/// the grammar's `node-types.json` (fields and children, supertypes expanded to their
+/// subtypes, which are hidden and add no level).
+fn levels_to_start(
+    language: &tree_sitter::Language,
+    node_types: &str,
+    start_kinds: &[bool],
+) -> Result<Vec<u8>, String> {
+    use std::collections::HashMap;
+    const NEVER: u8 = u8::MAX;
+    let types: Vec<serde_json::Value> =
+        serde_json::from_str(node_types).map_err(|e| e.to_string())?;
+    let name_of = |v: &serde_json::Value| -> Option<String> {
+        v.get("named")?
+            .as_bool()?
+            .then(|| v.get("type")?.as_str().map(str::to_string))?
+    };
+    // Named kind -> the named kinds (or supertypes) that may appear directly inside it.
+    let mut inside: HashMap<String, Vec<String>> = HashMap::new();
+    let mut subtypes: HashMap<String, Vec<String>> = HashMap::new();
+    for t in &types {
+        let Some(name) = name_of(t) else { continue };
+        if let Some(subs) = t.get("subtypes").and_then(|v| v.as_array()) {
+            subtypes.insert(name.clone(), subs.iter().filter_map(name_of).collect());
+        }
+        let mut kids = Vec::new();
+        let fields = t.get("fields").and_then(|f| f.as_object());
+        let lists = fields
+            .into_iter()
+            .flat_map(|f| f.values())
+            .chain(t.get("children"));
+        for list in lists {
+            if let Some(ts) = list.get("types").and_then(|v| v.as_array()) {
+                kids.extend(ts.iter().filter_map(name_of));
+            }
+        }
+        inside.insert(name, kids);
+    }
+    let is_start = |name: &str| {
+        (0..language.node_kind_count() as u16).any(|id| {
+            start_kinds.get(id as usize) == Some(&true)
+                && language.node_kind_for_id(id) == Some(name)
+        })
+    };
+    let starts: std::collections::HashSet<&str> = inside
+        .keys()
+        .chain(subtypes.keys())
+        .map(String::as_str)
+        .filter(|n| is_start(n))
+        .collect();
+    // below[k]: levels from k down to the nearest start kind strictly inside it. Relax to
+    // a fixpoint; every value only falls and is capped, so this ends.
+    let mut below: HashMap<&str, u8> = inside.keys().map(|k| (k.as_str(), NEVER)).collect();
+    let at_or_below = |name: &str, below: &HashMap<&str, u8>| -> u8 {
+        fn walk(
+            name: &str,
+            below: &HashMap<&str, u8>,
+            subtypes: &HashMap<String, Vec<String>>,
+            starts: &std::collections::HashSet<&str>,
+            depth: usize,
+        ) -> u8 {
+            if starts.contains(name) {
+                return 0;
+            }
+            if let Some(subs) = subtypes.get(name) {
+                if depth > 8 {
+                    return 0;
+                }
+                return subs
+                    .iter()
+                    .map(|s| walk(s, below, subtypes, starts, depth + 1))
+                    .min()
+                    .unwrap_or(NEVER);
+            }
+            below.get(name).copied().unwrap_or(NEVER)
+        }
+        walk(name, below, &subtypes, &starts, 0)
+    };
+    loop {
+        let mut changed = false;
+        for (name, kids) in &inside {
+            let best = kids
+                .iter()
+                .map(|k| at_or_below(k, &below).saturating_add(1))
+                .min()
+                .unwrap_or(NEVER);
+            let slot = below.get_mut(name.as_str()).expect("every kind has a slot");
+            if best < *slot {
+                *slot = best;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok((0..language.node_kind_count() as u16)
+        .map(|id| {
+            let described = language
+                .node_kind_is_named(id)
+                .then(|| language.node_kind_for_id(id))
+                .flatten()
+                .and_then(|name| below.get(name).copied());
+            match described {
+                Some(levels) => levels,
+                // Anonymous tokens hold nothing; kinds the node types leave out are walked.
+                None if !language.node_kind_is_named(id) => NEVER,
+                None => 1,
+            }
+        })
+        .collect())
 }
 
 /// The node kinds a query pattern can start matching at, read off its text: the pattern's
