@@ -181,6 +181,14 @@ pub fn split_identifier(word: &str) -> Vec<(usize, usize)> {
 
 fn split_identifier_into(word: &str, parts: &mut Vec<(usize, usize)>) {
     parts.clear();
+    if word.is_ascii() {
+        split_ascii_into(word.as_bytes(), parts)
+    } else {
+        split_chars_into(word, parts)
+    }
+}
+
+fn split_chars_into(word: &str, parts: &mut Vec<(usize, usize)>) {
     let mut chars = word.char_indices().peekable();
     let mut prev: Option<char> = None;
     let mut start: Option<usize> = None;
@@ -212,6 +220,57 @@ fn split_identifier_into(word: &str, parts: &mut Vec<(usize, usize)>) {
             start = Some(i);
         }
         prev = Some(c);
+    }
+    if let Some(s) = start {
+        parts.push((s, word.len()));
+    }
+}
+
+fn class_ascii(b: u8) -> Class {
+    if b.is_ascii_uppercase() {
+        Class::Upper
+    } else if b.is_ascii_lowercase() {
+        Class::Lower
+    } else if b.is_ascii_digit() {
+        Class::Digit
+    } else {
+        Class::Other
+    }
+}
+
+/// [`split_identifier_into`] for ASCII words (nearly all of them), on bytes: the same
+/// boundaries without decoding characters or asking Unicode for their case.
+fn split_ascii_into(word: &[u8], parts: &mut Vec<(usize, usize)>) {
+    let mut start: Option<usize> = None;
+    let mut prev = Class::Other;
+    for (i, &b) in word.iter().enumerate() {
+        if b == b'_' {
+            if let Some(s) = start.take() {
+                parts.push((s, i));
+            }
+            prev = Class::Other;
+            continue;
+        }
+        let cur = class_ascii(b);
+        let Some(s) = start else {
+            start = Some(i);
+            prev = cur;
+            continue;
+        };
+        let boundary = match (prev, cur) {
+            (Class::Lower, Class::Upper) => true,
+            (Class::Upper, Class::Upper) => {
+                word.get(i + 1).map(|&n| class_ascii(n)) == Some(Class::Lower)
+            }
+            (Class::Digit, Class::Lower | Class::Upper) => true,
+            (Class::Lower | Class::Upper, Class::Digit) => true,
+            _ => false,
+        };
+        if boundary {
+            parts.push((s, i));
+            start = Some(i);
+        }
+        prev = cur;
     }
     if let Some(s) = start {
         parts.push((s, word.len()));
@@ -250,5 +309,35 @@ mod tests {
             "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6 ok",
             expect!["ok"],
         );
+    }
+
+    /// The ASCII fast path splits exactly where the character-based splitter does.
+    #[test]
+    fn the_ascii_splitter_agrees_with_the_general_one() {
+        fn general(word: &str) -> Vec<(usize, usize)> {
+            let mut parts = Vec::new();
+            split_chars_into(word, &mut parts);
+            parts
+        }
+        for word in [
+            "parseHttpRequest",
+            "parse_http_request",
+            "HTTPServer2",
+            "__init__",
+            "x",
+            "getX",
+            "ABC",
+            "abc9",
+            "9abc",
+            "a__b",
+            "_",
+            "IOError_",
+            "v2Beta3XML",
+            "snake_Case_MIX",
+        ] {
+            let mut ascii = Vec::new();
+            split_ascii_into(word.as_bytes(), &mut ascii);
+            assert_eq!(ascii, general(word), "{word}");
+        }
     }
 }
