@@ -482,24 +482,25 @@ fn signature(text: &str, inner: Node<'_>, captured: Node<'_>) -> String {
         Some(body) => &text[inner.start_byte()..body.start_byte()],
         None => text[inner.byte_range()].lines().next().unwrap_or(""),
     };
-    // Comment lines between the header and the body are not part of the signature.
-    let head: Vec<&str> = head
-        .lines()
-        .enumerate()
-        .filter(|(i, line)| {
-            let l = line.trim_start();
-            *i == 0
-                || !["#", "//", "/*", "*", "--"]
-                    .iter()
-                    .any(|c| l.starts_with(c))
-        })
-        .map(|(_, line)| line)
-        .collect();
-    let mut sig = head
-        .join(" ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    // Comment lines between the header and the body are not part of the signature; the
+    // rest is joined on single spaces, built in one string.
+    let mut sig = String::with_capacity(head.len().min(MAX_SIGNATURE * 2));
+    for (i, line) in head.lines().enumerate() {
+        let l = line.trim_start();
+        if i > 0
+            && ["#", "//", "/*", "*", "--"]
+                .iter()
+                .any(|c| l.starts_with(c))
+        {
+            continue;
+        }
+        for word in line.split_whitespace() {
+            if !sig.is_empty() {
+                sig.push(' ');
+            }
+            sig.push_str(word);
+        }
+    }
     let trimmed_len = sig.trim_end_matches(['{', ':', '=', ' ']).len();
     sig.truncate(trimmed_len);
     if sig.len() > MAX_SIGNATURE {
