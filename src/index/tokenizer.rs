@@ -156,11 +156,14 @@ enum Class {
     Lower,
     Upper,
     Digit,
+    Underscore,
     Other,
 }
 
 fn class(c: char) -> Class {
-    if c.is_uppercase() {
+    if c == '_' {
+        Class::Underscore
+    } else if c.is_uppercase() {
         Class::Upper
     } else if c.is_lowercase() {
         Class::Lower
@@ -168,6 +171,16 @@ fn class(c: char) -> Class {
         Class::Digit
     } else {
         Class::Other
+    }
+}
+
+fn class_ascii(b: u8) -> Class {
+    match b {
+        b'_' => Class::Underscore,
+        b'A'..=b'Z' => Class::Upper,
+        b'a'..=b'z' => Class::Lower,
+        b'0'..=b'9' => Class::Digit,
+        _ => Class::Other,
     }
 }
 
@@ -181,87 +194,42 @@ pub fn split_identifier(word: &str) -> Vec<(usize, usize)> {
 
 fn split_identifier_into(word: &str, parts: &mut Vec<(usize, usize)>) {
     parts.clear();
+    // Nearly every identifier is ASCII: classify its bytes without decoding characters or
+    // asking Unicode for their case.
     if word.is_ascii() {
-        split_ascii_into(word.as_bytes(), parts)
+        let classes = word.bytes().enumerate().map(|(i, b)| (i, class_ascii(b)));
+        split_classes(classes, word.len(), parts)
     } else {
-        split_chars_into(word, parts)
+        let classes = word.char_indices().map(|(i, c)| (i, class(c)));
+        split_classes(classes, word.len(), parts)
     }
 }
 
-fn split_chars_into(word: &str, parts: &mut Vec<(usize, usize)>) {
-    let mut chars = word.char_indices().peekable();
-    let mut prev: Option<char> = None;
-    let mut start: Option<usize> = None;
-    while let Some((i, c)) = chars.next() {
-        if c == '_' {
-            if let Some(s) = start.take() {
-                parts.push((s, i));
-            }
-            prev = Some(c);
-            continue;
-        }
-        let Some(s) = start else {
-            start = Some(i);
-            prev = Some(c);
-            continue;
-        };
-        let p = class(prev.unwrap_or(' '));
-        let cur = class(c);
-        let next = chars.peek().map(|&(_, n)| class(n));
-        let boundary = match (p, cur) {
-            (Class::Lower, Class::Upper) => true,
-            (Class::Upper, Class::Upper) => next == Some(Class::Lower),
-            (Class::Digit, Class::Lower | Class::Upper) => true,
-            (Class::Lower | Class::Upper, Class::Digit) => true,
-            _ => false,
-        };
-        if boundary {
-            parts.push((s, i));
-            start = Some(i);
-        }
-        prev = Some(c);
-    }
-    if let Some(s) = start {
-        parts.push((s, word.len()));
-    }
-}
-
-fn class_ascii(b: u8) -> Class {
-    if b.is_ascii_uppercase() {
-        Class::Upper
-    } else if b.is_ascii_lowercase() {
-        Class::Lower
-    } else if b.is_ascii_digit() {
-        Class::Digit
-    } else {
-        Class::Other
-    }
-}
-
-/// [`split_identifier_into`] for ASCII words (nearly all of them), on bytes: the same
-/// boundaries without decoding characters or asking Unicode for their case.
-fn split_ascii_into(word: &[u8], parts: &mut Vec<(usize, usize)>) {
-    let mut start: Option<usize> = None;
+/// Splits a word given as (byte offset, class) per character.
+fn split_classes(
+    classes: impl Iterator<Item = (usize, Class)>,
+    len: usize,
+    parts: &mut Vec<(usize, usize)>,
+) {
+    let mut classes = classes.peekable();
     let mut prev = Class::Other;
-    for (i, &b) in word.iter().enumerate() {
-        if b == b'_' {
+    let mut start: Option<usize> = None;
+    while let Some((i, cur)) = classes.next() {
+        if cur == Class::Underscore {
             if let Some(s) = start.take() {
                 parts.push((s, i));
             }
-            prev = Class::Other;
             continue;
         }
-        let cur = class_ascii(b);
         let Some(s) = start else {
             start = Some(i);
             prev = cur;
             continue;
         };
+        let next = classes.peek().map(|&(_, n)| n);
         let boundary = match (prev, cur) {
             (Class::Lower, Class::Upper) => true,
-            (Class::Upper, Class::Upper) => {
-                word.get(i + 1).map(|&n| class_ascii(n)) == Some(Class::Lower)
-            }
+            (Class::Upper, Class::Upper) => next == Some(Class::Lower),
             (Class::Digit, Class::Lower | Class::Upper) => true,
             (Class::Lower | Class::Upper, Class::Digit) => true,
             _ => false,
@@ -273,7 +241,7 @@ fn split_ascii_into(word: &[u8], parts: &mut Vec<(usize, usize)>) {
         prev = cur;
     }
     if let Some(s) = start {
-        parts.push((s, word.len()));
+        parts.push((s, len));
     }
 }
 
@@ -311,14 +279,9 @@ mod tests {
         );
     }
 
-    /// The ASCII fast path splits exactly where the character-based splitter does.
+    /// The ASCII fast path classifies exactly as the character-based one does.
     #[test]
     fn the_ascii_splitter_agrees_with_the_general_one() {
-        fn general(word: &str) -> Vec<(usize, usize)> {
-            let mut parts = Vec::new();
-            split_chars_into(word, &mut parts);
-            parts
-        }
         for word in [
             "parseHttpRequest",
             "parse_http_request",
@@ -336,8 +299,11 @@ mod tests {
             "snake_Case_MIX",
         ] {
             let mut ascii = Vec::new();
-            split_ascii_into(word.as_bytes(), &mut ascii);
-            assert_eq!(ascii, general(word), "{word}");
+            split_identifier_into(word, &mut ascii);
+            let mut general = Vec::new();
+            let classes = word.char_indices().map(|(i, c)| (i, class(c)));
+            split_classes(classes, word.len(), &mut general);
+            assert_eq!(ascii, general, "{word}");
         }
     }
 }

@@ -495,31 +495,25 @@ fn query_tokens(text: &str) -> Vec<Tok<'_>> {
         j
     };
     while i < bytes.len() {
+        let single = match bytes[i] {
+            b'(' => Some(Tok::Open),
+            b')' => Some(Tok::Close),
+            b'[' => Some(Tok::OpenAlt),
+            b']' => Some(Tok::CloseAlt),
+            b'*' | b'?' => Some(Tok::Optional),
+            b'+' | b'.' => Some(Tok::Other),
+            _ => None,
+        };
+        if let Some(tok) = single {
+            out.push(tok);
+            i += 1;
+            continue;
+        }
         match bytes[i] {
             b';' => {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
                 }
-            }
-            b'(' => {
-                out.push(Tok::Open);
-                i += 1;
-            }
-            b')' => {
-                out.push(Tok::Close);
-                i += 1;
-            }
-            b'[' => {
-                out.push(Tok::OpenAlt);
-                i += 1;
-            }
-            b']' => {
-                out.push(Tok::CloseAlt);
-                i += 1;
-            }
-            b'*' | b'?' => {
-                out.push(Tok::Optional);
-                i += 1;
             }
             b'"' => {
                 i += 1;
@@ -536,10 +530,6 @@ fn query_tokens(text: &str) -> Vec<Tok<'_>> {
             b'@' | b'!' => {
                 i = word_end(i + 1, false);
                 out.push(Tok::Other);
-            }
-            b'+' | b'.' => {
-                out.push(Tok::Other);
-                i += 1;
             }
             b if b.is_ascii_alphanumeric() || b == b'_' => {
                 let end = word_end(i, false);
