@@ -220,11 +220,45 @@ fn the_start_node_walk_finds_what_the_whole_tree_query_finds() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         compared += usize::from(assert_same_definitions(&path, &text));
+        // Damaged copies put ERROR nodes where the grammar's node types promise none: cut
+        // mid-file, and stray closers dropped into the middle.
+        let cut = codectx::source::classify::floor_char_boundary(&text, text.len() / 2);
+        assert_same_definitions(&path, &text[..cut]);
+        let third = codectx::source::classify::floor_char_boundary(&text, text.len() / 3);
+        let damaged = format!("{} ) }} ] ; {}", &text[..third], &text[third..]);
+        assert_same_definitions(&path, &damaged);
     }
     assert!(
         compared >= 13,
         "only {compared} fixture files had a grammar"
     );
+    // Definitions inside ERROR nodes, where the grammar's node types would not let the walk
+    // look.
+    for (name, text) in [
+        ("err.rs", "fn f() { let x = [1, 2 fn g() {} struct S; ]; }"),
+        (
+            "err.py",
+            "x = [1, 2\ndef g():\n    pass\nclass C:\n    pass\n",
+        ),
+        ("err.js", "const a = [1, 2 function g() {} class C {} ;"),
+        ("err.go", "package p\nvar x = []int{1, 2 func g() {} }\n"),
+        ("err.c", "int x[] = {1, 2 int g(void) { return 0; } };"),
+    ] {
+        assert_same_definitions(std::path::Path::new(name), text);
+    }
+    // Nesting past the walk's depth limit.
+    let deep_rust = format!(
+        "fn outer() {{ {} fn inner() {{}} {} }}",
+        "if x { ".repeat(12),
+        "}".repeat(12)
+    );
+    assert_same_definitions(std::path::Path::new("deep.rs"), &deep_rust);
+    let deep_js = format!(
+        "function a() {{ {} const f = () => 1; {} }}",
+        "if (x) { ".repeat(12),
+        "}".repeat(12)
+    );
+    assert_same_definitions(std::path::Path::new("deep.js"), &deep_js);
     // `CODECTX_DEFS_CORPUS=DIR` compares every file under DIR too (used on the index
     // benchmark's corpus when the walk changes).
     if let Ok(dir) = std::env::var("CODECTX_DEFS_CORPUS") {
