@@ -212,19 +212,28 @@ fn collect_defs_with<'t>(
                     .copied()
                     .unwrap_or(false)
                 {
-                    let mut matches = cursor.matches(&spec.query, node, text.as_bytes());
+                    // The query at one node (the root, for Python's module-level constants)
+                    // may itself walk far: it answers to the same budget.
+                    let mut progress = |_: &tree_sitter::QueryCursorState| budget.check();
+                    let options = QueryCursorOptions::new().progress_callback(&mut progress);
+                    let mut matches =
+                        cursor.matches_with_options(&spec.query, node, text.as_bytes(), options);
                     while let Some(m) = matches.next() {
                         collector.accept(m);
+                    }
+                    drop(matches);
+                    if budget.exceeded {
+                        return None;
                     }
                 }
                 visited += 1;
                 if visited.is_multiple_of(512) && budget.check().is_break() {
                     return None;
                 }
-                // (The path's length is the cursor's depth plus one: `TreeCursor::depth`
-                // recounts it on every call.)
                 // Below a node, descend only if the grammar lets a start kind occur there
-                // within the depth limit (a subtree with errors may hold anything).
+                // within the depth limit (a subtree with errors may hold anything). The
+                // path's length is the cursor's depth plus one (`TreeCursor::depth`
+                // recounts it on every call).
                 let depth = collector.family.path.len() - 1;
                 let room = MAX_DEFINITION_DEPTH as usize - depth.min(MAX_DEFINITION_DEPTH as usize);
                 let reachable = node.has_error()
