@@ -54,6 +54,24 @@ impl Def<'_> {
 /// Chunks a code file; falls back to line windows when the grammar is missing, the parse
 /// exceeds its time budget, or the parser gives up.
 pub fn chunk(b: &mut Builder<'_>) {
+    let deadline = Instant::now() + b.config.parse_budget;
+    chunk_within(
+        b,
+        Deadlines {
+            parse: deadline,
+            definitions: deadline,
+        },
+    );
+}
+
+/// When each stage must be done by; one budget in production, split apart in tests.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    parse: Instant,
+    definitions: Instant,
+}
+
+fn chunk_within(b: &mut Builder<'_>, deadlines: Deadlines) {
     let Some(spec) = spec::compiled(b.language) else {
         b.diagnose(
             format!("no grammar for {}; chunked by lines", b.language),
@@ -61,8 +79,7 @@ pub fn chunk(b: &mut Builder<'_>) {
         );
         return windows(b, 0, b.text.len(), &Meta::lines());
     };
-    let deadline = Instant::now() + b.config.parse_budget;
-    let tree = match parse(&spec, b.text, deadline) {
+    let tree = match parse(&spec, b.text, deadlines.parse) {
         Ok(tree) => tree,
         Err(reason) => {
             b.diagnose(format!("{reason}; chunked by lines"), true);
@@ -73,7 +90,7 @@ pub fn chunk(b: &mut Builder<'_>) {
     if root.has_error() {
         b.diagnose("syntax errors; chunks around them may be coarse", false);
     }
-    let Some(mut defs) = collect_defs(&spec, b.text, root, deadline) else {
+    let Some(mut defs) = collect_defs(&spec, b.text, root, deadlines.definitions) else {
         b.diagnose(
             format!(
                 "definition query exceeded the parse budget of {:?}; chunked by lines",
@@ -214,15 +231,7 @@ fn collect_defs_with<'t>(
                 {
                     // The query at one node (the root, for Python's module-level constants)
                     // may itself walk far: it answers to the same budget.
-                    let mut progress = |_: &tree_sitter::QueryCursorState| budget.check();
-                    let options = QueryCursorOptions::new().progress_callback(&mut progress);
-                    let mut matches =
-                        cursor.matches_with_options(&spec.query, node, text.as_bytes(), options);
-                    while let Some(m) = matches.next() {
-                        collector.accept(m);
-                    }
-                    drop(matches);
-                    if budget.exceeded {
+                    if !collector.query_at(&mut cursor, node, &mut budget) {
                         return None;
                     }
                 }
@@ -259,15 +268,7 @@ fn collect_defs_with<'t>(
             // Definitions that matter for chunking sit near the top (namespaces, classes,
             // impls and their members); not descending into deep bodies keeps the query cheap.
             cursor.set_max_start_depth(Some(MAX_DEFINITION_DEPTH));
-            let mut progress = |_: &tree_sitter::QueryCursorState| budget.check();
-            let options = QueryCursorOptions::new().progress_callback(&mut progress);
-            let mut matches =
-                cursor.matches_with_options(&spec.query, root, text.as_bytes(), options);
-            while let Some(m) = matches.next() {
-                collector.accept(m);
-            }
-            drop(matches);
-            if budget.exceeded {
+            if !collector.query_at(&mut cursor, root, &mut budget) {
                 return None;
             }
         }
@@ -285,6 +286,20 @@ struct Collector<'s, 't> {
 }
 
 impl<'t> Collector<'_, 't> {
+    /// Runs the definition query at `node` (as deep as `cursor` allows) and accepts every
+    /// match; false when the budget ran out, leaving the definitions incomplete.
+    fn query_at(&mut self, cursor: &mut QueryCursor, node: Node<'t>, budget: &mut Budget) -> bool {
+        let mut progress = |_: &tree_sitter::QueryCursorState| budget.check();
+        let options = QueryCursorOptions::new().progress_callback(&mut progress);
+        let mut matches =
+            cursor.matches_with_options(&self.spec.query, node, self.text.as_bytes(), options);
+        while let Some(m) = matches.next() {
+            self.accept(m);
+        }
+        drop(matches);
+        !budget.exceeded
+    }
+
     fn accept(&mut self, m: &tree_sitter::QueryMatch<'_, 't>) {
         let spec = self.spec;
         let text = self.text;
@@ -806,5 +821,113 @@ fn join_scope(outer: &str, label: &str) -> String {
         label.to_string()
     } else {
         format!("{outer} > {label}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ChunkConfig;
+    use crate::model::Language;
+    use std::time::Duration;
+
+    /// Enough definitions that the walk and the query both pass their periodic budget checks.
+    fn many_functions(language: Language, n: usize) -> String {
+        (0..n)
+            .map(|i| match language {
+                Language::Python => {
+                    format!("LIMIT_{i} = {i}\n\ndef f{i}(x):\n    return x + {i}\n\n")
+                }
+                _ => format!("fn f{i}(x: u32) -> u32 {{\n    x + {i}\n}}\n\n"),
+            })
+            .collect()
+    }
+
+    fn chunk_with(
+        language: Language,
+        text: &str,
+        definitions_in: Option<Duration>,
+    ) -> super::super::ChunkOutput {
+        let config = ChunkConfig::default();
+        let mut b = Builder::new("gen.src", language, text, &config);
+        let far = Instant::now() + Duration::from_secs(60);
+        let definitions = match definitions_in {
+            Some(d) => Instant::now() + d,
+            None => Instant::now(),
+        };
+        chunk_within(
+            &mut b,
+            Deadlines {
+                parse: far,
+                definitions,
+            },
+        );
+        b.finish()
+    }
+
+    #[test]
+    fn a_definition_query_past_its_deadline_falls_back_to_lines_and_says_so() {
+        for language in [Language::Rust, Language::Python] {
+            let text = many_functions(language, 2000);
+            // The control: with time to spare the same text is chunked by its definitions.
+            let out = chunk_with(language, &text, Some(Duration::from_secs(60)));
+            assert!(
+                out.diagnostics.is_empty(),
+                "{language:?}: {:?}",
+                out.diagnostics
+            );
+            // (Small functions merge into groups; none is a line window.)
+            assert!(!out.chunks.is_empty(), "{language:?}");
+            assert!(
+                out.chunks.iter().all(|c| c.kind != ChunkKind::Lines),
+                "{language:?}"
+            );
+
+            // Parsed in time, but the definitions are due the moment parsing ends.
+            let out = chunk_with(language, &text, None);
+            assert_eq!(
+                out.diagnostics.len(),
+                1,
+                "{language:?}: {:?}",
+                out.diagnostics
+            );
+            let d = &out.diagnostics[0];
+            assert!(d.fallback, "{language:?}");
+            assert!(
+                d.message
+                    .starts_with("definition query exceeded the parse budget of 1s"),
+                "{language:?}: {}",
+                d.message
+            );
+            assert!(
+                !out.chunks.is_empty(),
+                "{language:?}: the file still has chunks"
+            );
+            assert!(
+                out.chunks.iter().all(|c| c.kind == ChunkKind::Lines),
+                "{language:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn both_strategies_give_up_rather_than_return_half_the_definitions() {
+        for language in [Language::Rust, Language::Python] {
+            let text = many_functions(language, 2000);
+            let spec = spec::compiled(language).unwrap();
+            let far = Instant::now() + Duration::from_secs(60);
+            let tree = parse(&spec, &text, far).unwrap();
+            for strategy in [QueryStrategy::StartNodes, QueryStrategy::WholeTree] {
+                let all = collect_defs_with(&spec, &text, tree.root_node(), far, strategy).unwrap();
+                assert!(
+                    all.len() >= 2000,
+                    "{language:?} {strategy:?}: {}",
+                    all.len()
+                );
+                let late =
+                    collect_defs_with(&spec, &text, tree.root_node(), Instant::now(), strategy);
+                assert!(late.is_none(), "{language:?} {strategy:?}");
+            }
+        }
     }
 }
