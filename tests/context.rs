@@ -117,7 +117,7 @@ fn a_stack_trace_packs_the_failing_function_first_with_what_it_needs() {
         )
         .unwrap();
     let all = describe(&pack);
-    assert!(pack.tokens_used <= 4000, "{}", pack.tokens_used);
+    assert!(pack.tokens_used <= 300, "{}", pack.tokens_used);
     assert_eq!(pack.degraded, None, "the dense lane answers: {all}");
 
     // The convention file comes first, marked as such.
@@ -208,12 +208,12 @@ fn a_tiny_budget_degrades_bodies_to_signatures_before_dropping_them() {
     let (repo, failing_line) = shop();
     let (engine, _data) = engine();
     index(&engine, repo.path());
-    let mut request = ContextRequest::new(traceback(failing_line), 420);
+    let mut request = ContextRequest::new(traceback(failing_line), 300);
     request.mode = SearchMode::Lexical;
     request.options.convention_share = 0.0;
     let pack = engine.context(repo.path(), &request).unwrap();
     let all = describe(&pack);
-    assert!(pack.tokens_used <= 420, "{}", pack.tokens_used);
+    assert!(pack.tokens_used <= 300, "{}", pack.tokens_used);
     assert!(!pack.items.iter().any(|i| i.convention), "{all}");
     assert!(
         pack.items.iter().any(|i| i.form == ItemForm::Signature),
@@ -481,4 +481,155 @@ fn a_file_at_its_cap_does_not_end_the_pack_while_other_files_have_room() {
         "the other file still gets in:\n{all}"
     );
     assert!(pack.tokens_used <= 8000);
+}
+
+#[test]
+fn past_the_first_hits_the_rest_of_the_best_file_comes_before_deeper_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The best hit's file has many other functions (the file lane's candidates, matching
+    // nothing); a second file matches the task weakly (the search's second hit).
+    let mut pump = String::from(
+        "def open_pump_valve(pump, valve):\n    \"\"\"Opens the valve of a pump.\"\"\"\n    pump.valves[valve].open()\n    return pump\n\n\n",
+    );
+    for i in 0..12 {
+        pump.push_str(&format!("def calibrate_sensor_{i}(reading, offset):\n"));
+        for j in 0..8 {
+            pump.push_str(&format!(
+                "    reading = reading * {j} + offset - {i}  # adjust step {j} of sensor {i}\n"
+            ));
+        }
+        pump.push_str("    return reading\n\n\n");
+    }
+    write(root, "pump.py", &pump);
+    let mut notes = String::from("def maintenance_log(entries):\n");
+    for j in 0..12 {
+        notes.push_str(&format!(
+            "    entries.append(\"checked the drain and the filter, round {j}\")\n"
+        ));
+    }
+    notes.push_str("    entries.append(\"the valve was stiff\")\n    return entries\n");
+    write(root, "notes.py", &notes);
+    git(root, &["init", "-q"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "pump"]);
+    let (engine, _data) = engine();
+    engine
+        .index_with(root, &IndexOptions::default(), &NoProgress)
+        .unwrap();
+
+    let pack_with = |hits_before_files: usize| {
+        let mut request = ContextRequest::new("open pump valve", 1200);
+        request.mode = SearchMode::Lexical;
+        request.options.convention_share = 0.0;
+        request.options.file_share = 1.0;
+        request.options.expand = false;
+        request.options.hits_before_files = hits_before_files;
+        let pack = engine.context(root, &request).unwrap();
+        assert!(pack.tokens_used <= 1200);
+        pack
+    };
+    let notes_in_full = |pack: &ContextPack| {
+        pack.items
+            .iter()
+            .any(|i| i.path == "notes.py" && i.form == ItemForm::Full)
+    };
+
+    // Both hits are among the first: the second file's hit outranks the first file's rest.
+    let pack = pack_with(64);
+    let all = describe(&pack);
+    assert_eq!(pack.items[0].path, "pump.py", "{all}");
+    assert!(notes_in_full(&pack), "the second hit is packed:\n{all}");
+    assert!(has_reason(&pack, "notes.py", "lexical rank 2"), "{all}");
+
+    // Only the best hit is among the first: the rest of its file fills the budget before
+    // the deeper hit, which is left out or reduced to its signature.
+    let pack = pack_with(1);
+    let all = describe(&pack);
+    assert!(
+        !notes_in_full(&pack),
+        "the deeper hit waits for the file lane:\n{all}"
+    );
+    assert!(
+        has_reason(&pack, "pump.py", "search's file rank 1"),
+        "the file lane fills the room:\n{all}"
+    );
+}
+
+#[test]
+fn the_prompt_shows_the_strongest_reasons_and_the_item_keeps_them_all() {
+    let (dir, line) = shop();
+    let root = dir.path();
+    let (engine, _data) = engine();
+    index(&engine, root);
+    let pack = engine
+        .context(root, &ContextRequest::new(traceback(line), 8000))
+        .unwrap();
+    let all = describe(&pack);
+    let many = pack
+        .items
+        .iter()
+        .find(|i| i.reasons.len() > 2)
+        .unwrap_or_else(|| panic!("an item with more than two reasons:\n{all}"));
+    let header = format!("### {}:{}-{}", many.path, many.start_line, many.end_line);
+    let at = pack.markdown.find(&header).expect("the item is rendered");
+    let why = pack.markdown[at..]
+        .lines()
+        .nth(1)
+        .expect("a Why line under the header");
+    assert_eq!(
+        why,
+        format!(
+            "Why: {}; {}; {} more",
+            many.reasons[0],
+            many.reasons[1],
+            many.reasons.len() - 2
+        ),
+        "{all}"
+    );
+
+    // A merged item leads with the reasons of its most valuable piece: here the second half
+    // of a split function is the hit, and its first half joins it as a continuation.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut long = String::from("def settle_accounts(accounts, ledger):\n");
+    for i in 0..90 {
+        long.push_str(&format!("    accounts[{i}] = accounts[{i}] * 2 + {i}\n"));
+    }
+    for i in 0..6 {
+        long.push_str(&format!(
+            "    ledger.reconcile_refund(accounts, {i})  # reconcile each refund in the ledger\n"
+        ));
+    }
+    long.push_str("    return ledger\n");
+    write(root, "accounts.py", &long);
+    git(root, &["init", "-q"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "accounts"]);
+    engine
+        .index_with(root, &IndexOptions::default(), &NoProgress)
+        .unwrap();
+    assert!(
+        engine
+            .snapshot_of(root, None)
+            .unwrap()
+            .chunks_of("accounts.py")
+            .unwrap()
+            .len()
+            >= 2
+    );
+    let mut request = ContextRequest::new("reconcile refund ledger", 8000);
+    request.mode = SearchMode::Lexical;
+    let pack = engine.context(root, &request).unwrap();
+    let all = describe(&pack);
+    let merged = pack
+        .items
+        .iter()
+        .find(|i| i.reasons.iter().any(|r| r.starts_with("continuation of")))
+        .unwrap_or_else(|| panic!("the split function is packed whole:\n{all}"));
+    assert_eq!(merged.start_line, 1, "{all}");
+    assert!(
+        merged.reasons[0].starts_with("search: lexical rank 1"),
+        "{all}"
+    );
 }

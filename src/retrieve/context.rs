@@ -28,6 +28,14 @@ const MAX_MISSES_IN_A_ROW: usize = 32;
 /// The largest budget a pack may ask for.
 pub const MAX_BUDGET: usize = 2_000_000;
 
+/// Reasons an item's `Why:` line shows in the Markdown rendering (each one costs tokens of
+/// every item; the structured item carries all of them).
+const WHY_IN_PROMPT: usize = 2;
+
+/// The value of the best file's other chunks (the file lane); the n-th file's is this over
+/// the square root of n + 1, below every search hit of the first `hits_before_files`.
+const FILE_LANE_VALUE: f64 = 3.0;
+
 /// Convention files, always offered first (case-insensitive, repository-relative).
 pub const CONVENTION_FILES: &[&str] = &[
     "AGENTS.md",
@@ -55,9 +63,13 @@ pub struct ContextOptions {
     pub line_numbers: bool,
     /// Add definitions, enclosing headers, tests and continuations of the best candidates.
     pub expand: bool,
-    /// The most files of the search whose other chunks are offered (below any direct hit);
-    /// fewer for small budgets (one per 4k tokens).
+    /// The most files of the search whose other chunks are offered (below the first
+    /// `hits_before_files` hits); fewer for small budgets (one per 4k tokens).
     pub file_lane_files: usize,
+    /// Search hits ranked past this come after the rest of the best files: at a large
+    /// budget the files around the best hits fill the room before hits far down the
+    /// ranking (measured in docs/BENCHMARKS.md).
+    pub hits_before_files: usize,
 }
 
 impl Default for ContextOptions {
@@ -70,6 +82,7 @@ impl Default for ContextOptions {
             line_numbers: true,
             expand: true,
             file_lane_files: 8,
+            hits_before_files: 64,
         }
     }
 }
@@ -409,7 +422,14 @@ pub fn gather(
             (None, Some(d)) => format!("dense rank {d}"),
             (None, None) => format!("search rank {}", hit.rank),
         };
-        let value = 40.0 / (hit.rank as f64).powf(0.6);
+        // Past the first hits, the rest of the best files (below) comes first: far down
+        // the ranking a hit is more often a stray match than the file around a good one.
+        let value = if hit.rank <= options.hits_before_files {
+            40.0 / (hit.rank as f64).powf(0.6)
+        } else {
+            let last_lane_file = FILE_LANE_VALUE / ((options.file_lane_files + 1) as f64).sqrt();
+            last_lane_file * options.hits_before_files as f64 / hit.rank as f64
+        };
         cands.add(&hit.chunk, value, format!("search: {lanes}"));
     }
 
@@ -417,8 +437,9 @@ pub fn gather(
         expand(snapshot, &paths, &mut cands, &mut chunks_of)?;
     }
 
-    // The rest of the best files, valued below any direct hit: what fills a large budget
-    // (the code around a change is often in the same file).
+    // The rest of the best files, valued below the first `hits_before_files` hits and
+    // above the rest: what fills a large budget (the code around a change is often in the
+    // same file).
     let mut files: Vec<(String, f64)> = Vec::new();
     for hit in hits {
         match files.iter_mut().find(|(p, _)| *p == hit.chunk.path) {
@@ -430,7 +451,7 @@ pub fn gather(
     // About one file per 4k tokens of budget: reading a file's chunks costs time.
     let lane_files = options.file_lane_files.min(1 + budget / 4000);
     for (rank, (path, _)) in files.iter().take(lane_files).enumerate() {
-        let value = 3.0 / ((rank + 1) as f64).sqrt();
+        let value = FILE_LANE_VALUE / ((rank + 1) as f64).sqrt();
         for c in chunks_of(path)? {
             cands.add(
                 &c,
@@ -1000,12 +1021,19 @@ fn join_into(cur: &mut Piece, next: &Piece) {
         cur.chunk.span.end_line = next.chunk.span.end_line;
         cur.chunk.span.end_byte = next.chunk.span.end_byte;
     }
-    cur.value = cur.value.max(next.value);
-    for r in &next.reasons {
-        if !cur.reasons.contains(r) {
-            cur.reasons.push(r.clone());
+    // Reasons stay most important first: the more valuable piece's lead.
+    let (first, second) = if next.value > cur.value {
+        (next.reasons.clone(), std::mem::take(&mut cur.reasons))
+    } else {
+        (std::mem::take(&mut cur.reasons), next.reasons.clone())
+    };
+    cur.reasons = first;
+    for r in second {
+        if !cur.reasons.contains(&r) {
+            cur.reasons.push(r);
         }
     }
+    cur.value = cur.value.max(next.value);
     if cur.chunk.symbol.is_empty() {
         cur.chunk.symbol = next.chunk.symbol.clone();
     }
@@ -1088,7 +1116,16 @@ fn render_block(
         "### {}:{}-{}{what}\n",
         chunk.path, chunk.span.start_line, chunk.span.end_line
     ));
-    let mut why = reasons.join("; ");
+    // The prompt shows the strongest reasons; the structured item keeps every one.
+    let mut why = reasons
+        .iter()
+        .take(WHY_IN_PROMPT)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if reasons.len() > WHY_IN_PROMPT {
+        why.push_str(&format!("; {} more", reasons.len() - WHY_IN_PROMPT));
+    }
     if form == ItemForm::Signature {
         why.push_str("; signature and doc only");
     }
