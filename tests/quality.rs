@@ -252,8 +252,34 @@ fn the_harness_scores_rankings_and_packs_and_reports_bad_lines() {
         .find(|p| p.name == "whole-file BM25 pack")
         .unwrap();
     assert!(baseline.mean_tokens[&300] <= 300.0);
+    // The pack against the baseline, paired: with one query the mean is that query's
+    // difference and the interval is that point.
+    let budgets: Vec<(&str, usize)> = report
+        .against_baseline
+        .iter()
+        .map(|c| (c.packer.as_str(), c.budget))
+        .collect();
+    assert_eq!(
+        budgets,
+        vec![
+            ("context pack (lexical)", 300),
+            ("context pack (lexical)", 4000)
+        ]
+    );
+    let at4k = &report.against_baseline[1].paired;
+    let diff = pack.line_recall[&4000] - baseline.line_recall[&4000];
+    assert_eq!((at4k.mean, at4k.low, at4k.high), (diff, diff, diff));
+    assert_eq!(
+        (at4k.wins, at4k.losses),
+        ((diff > 0.0) as usize, (diff < 0.0) as usize)
+    );
     let md = quality::markdown(&report);
     assert!(md.contains("| lexical |") && md.contains("line 3:"), "{md}");
+    assert!(
+        md.contains("Pack minus whole-file baseline")
+            && md.contains(&format!("| context pack (lexical) | 4000 | {:+.3} |", diff)),
+        "{md}"
+    );
     let svg = quality::svg(&report);
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
 }

@@ -1,5 +1,6 @@
-//! Retrieval-quality metrics: file Acc@k and Recall@k, MRR, nDCG@k, chunk-level recall, and
-//! the share of gold lines a context pack holds. Pure functions over ranked paths and spans.
+//! Retrieval-quality metrics: file Acc@k and Recall@k, MRR, nDCG@k, chunk-level recall, the
+//! share of gold lines a context pack holds, and a paired bootstrap for comparing two
+//! methods query by query. Pure functions over ranked paths and spans.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -135,6 +136,52 @@ pub fn line_recall(packed: &[Span], gold: &[Gold], file_lines: &dyn Fn(&str) -> 
     covered as f64 / total as f64
 }
 
+/// Two methods compared query by query: the mean of `a - b`, its 95% bootstrap interval,
+/// and how many queries each method won outright.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Paired {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+    pub wins: usize,
+    pub losses: usize,
+}
+
+/// Resamples of the paired bootstrap.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// The paired bootstrap of per-query differences `diffs` (percentile interval over
+/// [`BOOTSTRAP_RESAMPLES`] resamples; deterministic: a fixed-seed splitmix64 draws them).
+pub fn paired_bootstrap(diffs: &[f64]) -> Paired {
+    let n = diffs.len();
+    let mean = |sum: f64| if n == 0 { 0.0 } else { sum / n as f64 };
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut means: Vec<f64> = (0..if n == 0 { 0 } else { BOOTSTRAP_RESAMPLES })
+        .map(|_| mean((0..n).map(|_| diffs[(next() % n as u64) as usize]).sum()))
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        means
+            .get(((means.len() as f64 * q) as usize).min(means.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Paired {
+        mean: mean(diffs.iter().sum()),
+        low: at(0.025),
+        high: at(0.975),
+        wins: diffs.iter().filter(|d| **d > 0.0).count(),
+        losses: diffs.iter().filter(|d| **d < 0.0).count(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +244,35 @@ mod tests {
         let whole = vec![gold("c", None)];
         assert_eq!(line_recall(&spans, &whole, &|_: &str| 20), 0.25);
         assert_eq!(line_recall(&[], &g, &lines), 0.0);
+    }
+
+    #[test]
+    fn the_paired_bootstrap_brackets_the_mean_and_counts_wins() {
+        // No difference at all: a point interval at zero, no wins, no losses.
+        let p = paired_bootstrap(&[0.0; 30]);
+        assert_eq!(
+            (p.mean, p.low, p.high, p.wins, p.losses),
+            (0.0, 0.0, 0.0, 0, 0)
+        );
+        // Always better by 0.1 to 0.3: the interval lies above zero and holds the mean.
+        let up: Vec<f64> = (0..40).map(|i| 0.1 + 0.2 * (i % 5) as f64 / 4.0).collect();
+        let p = paired_bootstrap(&up);
+        assert!((p.mean - 0.2).abs() < 1e-12, "{p:?}");
+        assert!(
+            0.1 < p.low && p.low < p.mean && p.mean < p.high && p.high < 0.3,
+            "{p:?}"
+        );
+        assert_eq!((p.wins, p.losses), (40, 0));
+        // Large wins on few queries, small losses on most: a positive mean, an interval
+        // across zero, and more losses than wins.
+        let mixed: Vec<f64> = (0..40)
+            .map(|i| if i % 4 == 0 { 0.5 } else { -0.1 })
+            .collect();
+        let p = paired_bootstrap(&mixed);
+        assert!(p.mean > 0.0 && p.low < 0.0 && p.high > 0.0, "{p:?}");
+        assert_eq!((p.wins, p.losses), (10, 30));
+        // Deterministic, and empty input is not an error.
+        assert_eq!(paired_bootstrap(&mixed), p);
+        assert_eq!(paired_bootstrap(&[]).wins, 0);
     }
 }

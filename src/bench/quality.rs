@@ -145,7 +145,46 @@ pub struct QualityReport {
     /// Each query's gold-line recall per packer and budget (to see which queries a change
     /// moved, not just the means).
     pub per_query: Vec<QueryPacks>,
+    /// Each packer against the whole-file baseline, query by query, per budget.
+    pub against_baseline: Vec<PackComparison>,
     pub seconds: f64,
+}
+
+/// One packer's gold-line recall minus the baseline's, paired over the queries.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackComparison {
+    pub packer: String,
+    pub budget: usize,
+    pub paired: metrics::Paired,
+}
+
+/// Every packer but the baseline against the baseline, at every budget both were run at.
+fn against_baseline(per_query: &[QueryPacks]) -> Vec<PackComparison> {
+    let baseline = format!("{BASELINE} pack");
+    let mut diffs: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
+    for q in per_query {
+        let Some(base) = q.packs.get(&baseline) else {
+            continue;
+        };
+        for (packer, recalls) in q.packs.iter().filter(|(name, _)| **name != baseline) {
+            for (budget, recall) in recalls {
+                if let Some(b) = base.get(budget) {
+                    diffs
+                        .entry((packer.clone(), *budget))
+                        .or_default()
+                        .push(recall - b);
+                }
+            }
+        }
+    }
+    diffs
+        .into_iter()
+        .map(|((packer, budget), d)| PackComparison {
+            packer,
+            budget,
+            paired: metrics::paired_bootstrap(&d),
+        })
+        .collect()
 }
 
 /// One query's pack recalls: packer name -> budget -> gold-line recall.
@@ -572,6 +611,7 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
         problems,
         rankings,
         packs,
+        against_baseline: against_baseline(&per_query),
         per_query,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -632,6 +672,21 @@ pub fn markdown(report: &QualityReport) -> String {
                 ));
             }
             out.push('\n');
+        }
+    }
+    if !report.against_baseline.is_empty() {
+        out.push_str(&format!(
+            "\nPack minus whole-file baseline, paired over queries: mean [95% bootstrap \
+             interval of {} resamples] wins/losses:\n\n| packer | budget | mean | interval | \
+             wins | losses |\n|---|---|---|---|---|---|\n",
+            metrics::BOOTSTRAP_RESAMPLES
+        ));
+        for c in &report.against_baseline {
+            let p = &c.paired;
+            out.push_str(&format!(
+                "| {} | {} | {:+.3} | [{:+.3}, {:+.3}] | {} | {} |\n",
+                c.packer, c.budget, p.mean, p.low, p.high, p.wins, p.losses
+            ));
         }
     }
     for p in report.problems.iter().take(20) {
