@@ -151,30 +151,32 @@ pub struct Paired {
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 
 /// The paired bootstrap of per-query differences `diffs` (percentile interval over
-/// [`BOOTSTRAP_RESAMPLES`] resamples; deterministic: a fixed-seed splitmix64 draws them).
+/// [`BOOTSTRAP_RESAMPLES`] resamples; deterministic: a fixed-seed xorshift draws them).
 pub fn paired_bootstrap(diffs: &[f64]) -> Paired {
     let n = diffs.len();
-    let mean = |sum: f64| if n == 0 { 0.0 } else { sum / n as f64 };
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let mut means: Vec<f64> = (0..if n == 0 { 0 } else { BOOTSTRAP_RESAMPLES })
-        .map(|_| mean((0..n).map(|_| diffs[(next() % n as u64) as usize]).sum()))
+    if n == 0 {
+        return Paired {
+            mean: 0.0,
+            low: 0.0,
+            high: 0.0,
+            wins: 0,
+            losses: 0,
+        };
+    }
+    let mut rng = super::Xorshift::new(0x9E37_79B9_7F4A_7C15);
+    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let sum: f64 = (0..n)
+                .map(|_| diffs[(rng.next_u64() % n as u64) as usize])
+                .sum();
+            sum / n as f64
+        })
         .collect();
     means.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        means
-            .get(((means.len() as f64 * q) as usize).min(means.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let at =
+        |q: f64| means[((BOOTSTRAP_RESAMPLES as f64 * q) as usize).min(BOOTSTRAP_RESAMPLES - 1)];
     Paired {
-        mean: mean(diffs.iter().sum()),
+        mean: diffs.iter().sum::<f64>() / n as f64,
         low: at(0.025),
         high: at(0.975),
         wins: diffs.iter().filter(|d| **d > 0.0).count(),

@@ -16,6 +16,23 @@ use crate::config::Config;
 use clap::Subcommand;
 use std::path::PathBuf;
 
+/// A seeded xorshift64 generator: the benchmarks' synthetic data, shuffles and resamples
+/// come out the same on every run.
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    pub fn new(seed: u64) -> Xorshift {
+        Xorshift(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Open-loop constant-rate search and get-context traffic over loopback gRPC against an

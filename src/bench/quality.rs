@@ -160,13 +160,12 @@ pub struct PackComparison {
 
 /// Every packer but the baseline against the baseline, at every budget both were run at.
 fn against_baseline(per_query: &[QueryPacks]) -> Vec<PackComparison> {
-    let baseline = format!("{BASELINE} pack");
     let mut diffs: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
     for q in per_query {
-        let Some(base) = q.packs.get(&baseline) else {
+        let Some(base) = q.packs.get(BASELINE_PACK) else {
             continue;
         };
-        for (packer, recalls) in q.packs.iter().filter(|(name, _)| **name != baseline) {
+        for (packer, recalls) in q.packs.iter().filter(|(name, _)| **name != *BASELINE_PACK) {
             for (budget, recall) in recalls {
                 if let Some(b) = base.get(budget) {
                     diffs
@@ -197,6 +196,8 @@ pub struct QueryPacks {
 
 const KS: [usize; 4] = [1, 3, 5, 10];
 const BASELINE: &str = "whole-file BM25";
+/// The baseline's packer, named after its ranking.
+const BASELINE_PACK: &str = "whole-file BM25 pack";
 
 /// A whole-file BM25 index of one commit: the baseline's ranking and its files' text.
 struct FileBaseline {
@@ -576,7 +577,7 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                 .or_default()
                 .add(&ranked, &spans, &entry.gold);
             if options.context {
-                let sums = pack_sums.entry(format!("{BASELINE} pack")).or_default();
+                let sums = pack_sums.entry(BASELINE_PACK.to_string()).or_default();
                 sums.n += 1;
                 for &budget in &options.budgets {
                     let (spans, tokens) =
@@ -586,7 +587,7 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                     *sums.tokens.entry(budget).or_default() += tokens as f64;
                     this_query
                         .packs
-                        .entry(format!("{BASELINE} pack"))
+                        .entry(BASELINE_PACK.to_string())
                         .or_default()
                         .insert(budget, recall);
                 }

@@ -32,13 +32,8 @@ struct Row {
 
 /// Vectors clustered around 256 centroids, like embeddings of code are (xorshift, seeded).
 pub fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut state = seed.max(1);
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 20_001) as f32 / 10_000.0 - 1.0
-    };
+    let mut rng = super::Xorshift::new(seed);
+    let mut next = move || (rng.next_u64() % 20_001) as f32 / 10_000.0 - 1.0;
     let centroids: Vec<Vec<f32>> = (0..256)
         .map(|_| (0..dims).map(|_| next()).collect())
         .collect();
@@ -75,12 +70,9 @@ fn real(
         }
     }
     // Fisher-Yates with xorshift: the same split every run.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = super::Xorshift::new(0x9E37_79B9_7F4A_7C15);
     for i in (1..all.len()).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        all.swap(i, (state % (i as u64 + 1)) as usize);
+        all.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     if all.len() <= queries {
         return Err(Error::invalid(format!(

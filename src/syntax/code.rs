@@ -846,20 +846,15 @@ mod tests {
     fn chunk_with(
         language: Language,
         text: &str,
-        definitions_in: Option<Duration>,
+        definitions_in: Duration,
     ) -> super::super::ChunkOutput {
         let config = ChunkConfig::default();
         let mut b = Builder::new("gen.src", language, text, &config);
-        let far = Instant::now() + Duration::from_secs(60);
-        let definitions = match definitions_in {
-            Some(d) => Instant::now() + d,
-            None => Instant::now(),
-        };
         chunk_within(
             &mut b,
             Deadlines {
-                parse: far,
-                definitions,
+                parse: Instant::now() + Duration::from_secs(60),
+                definitions: Instant::now() + definitions_in,
             },
         );
         b.finish()
@@ -870,7 +865,7 @@ mod tests {
         for language in [Language::Rust, Language::Python] {
             let text = many_functions(language, 2000);
             // The control: with time to spare the same text is chunked by its definitions.
-            let out = chunk_with(language, &text, Some(Duration::from_secs(60)));
+            let out = chunk_with(language, &text, Duration::from_secs(60));
             assert!(
                 out.diagnostics.is_empty(),
                 "{language:?}: {:?}",
@@ -884,7 +879,7 @@ mod tests {
             );
 
             // Parsed in time, but the definitions are due the moment parsing ends.
-            let out = chunk_with(language, &text, None);
+            let out = chunk_with(language, &text, Duration::ZERO);
             assert_eq!(
                 out.diagnostics.len(),
                 1,
