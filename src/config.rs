@@ -139,6 +139,19 @@ impl Default for EmbedConfig {
     }
 }
 
+/// Which model ranks files (`CODECTX_RANKER`: `rrf`, or a model file's path).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RankerChoice {
+    /// The model shipped with this build (`models/ranker.json`).
+    #[default]
+    Shipped,
+    /// A model file (trained with `benches/train-ranker.sh`); one that cannot be read
+    /// leaves ranking to RRF and says so in every answer's `degraded`.
+    File(PathBuf),
+    /// Reciprocal rank fusion of the lanes, no model.
+    Rrf,
+}
+
 /// Everything the engine needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -153,6 +166,10 @@ pub struct Config {
     /// Keep vectors on this Qdrant server instead of the embedded store
     /// (`CODECTX_QDRANT_URL`, `CODECTX_QDRANT_API_KEY`).
     pub qdrant: Option<crate::index::qdrant::QdrantConfig>,
+    /// The file ranking model.
+    pub ranker: RankerChoice,
+    /// The most past commits a repository's history lane holds (the newest; 0: none).
+    pub history_commits: usize,
 }
 
 impl Config {
@@ -180,6 +197,15 @@ impl Config {
                     .filter(|k| !k.is_empty()),
             });
         }
+        match std::env::var("CODECTX_RANKER")
+            .ok()
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("") | Some("shipped") => {}
+            Some("rrf") => config.ranker = RankerChoice::Rrf,
+            Some(path) => config.ranker = RankerChoice::File(PathBuf::from(path)),
+        }
         config.validate()?;
         Ok(config)
     }
@@ -192,6 +218,8 @@ impl Config {
             writer_memory_bytes: 128 * 1024 * 1024,
             embed: EmbedConfig::default(),
             qdrant: None,
+            ranker: RankerChoice::default(),
+            history_commits: 20_000,
         }
     }
 

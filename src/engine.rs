@@ -1,7 +1,7 @@
 //! The one API of the core: index a repository, take snapshots, search, report status.
 //! The CLI, the gRPC service, the agent and the gate are all clients of `Engine`.
 
-use crate::config::Config;
+use crate::config::{Config, RankerChoice};
 use crate::embed::Embedder;
 use crate::embed::cache::{CachedEmbedder, EmbeddingCache};
 use crate::embed::http::HttpEmbedder;
@@ -17,7 +17,8 @@ pub use crate::ingest::{IndexOptions, IndexReport, NoProgress, Progress};
 use crate::model::Chunk;
 use crate::registry;
 use crate::retrieve::context::{self, ContextPack, ContextRequest};
-use crate::retrieve::{self, FileHit, SearchHit, SearchMode, SearchRequest, task};
+use crate::retrieve::ranker::{self, Ranker};
+use crate::retrieve::{self, FileHit, SearchHit, SearchMode, SearchRequest, rank, task};
 use crate::source::git;
 use crate::tokens::{self, TokenCounter};
 use serde::Serialize;
@@ -37,14 +38,20 @@ pub struct SearchResponse {
     /// The ref was checked out with uncommitted changes, which the answer does not reflect.
     pub indexed_dirty: bool,
     pub mode: SearchMode,
-    /// Why the dense lane did not contribute (the answer is then lexical); `None` when it did
-    /// or was not asked.
+    /// What could not contribute, and why: the dense lane (the answer is then lexical), or
+    /// the ranking model (files ranked by RRF); `None` when everything asked for answered.
     pub degraded: Option<String>,
     /// Share of the snapshot's chunks that have a vector (0..=1); `None` in lexical mode.
     pub dense_coverage: Option<f64>,
     pub hits: Vec<SearchHit>,
     /// The files of the candidates, best first.
     pub files: Vec<FileHit>,
+    /// What ranked the files: the model's id, or `rrf`.
+    pub ranker: String,
+    /// Every candidate file with its features (what the ranking model read), for training
+    /// and benchmarks; not part of any client's answer.
+    #[serde(skip)]
+    pub candidates: Vec<crate::retrieve::rank::FileFeatures>,
     pub took_ms: f64,
 }
 
@@ -212,6 +219,9 @@ pub struct Engine {
     cache: OnceLock<Result<Arc<EmbeddingCache>, String>>,
     /// Token counters by name (a Hugging Face tokenizer takes a while to load).
     counters: Mutex<HashMap<String, Arc<dyn TokenCounter>>>,
+    /// The file ranking model, loaded on first use: `Ok(None)` when RRF was chosen, `Err`
+    /// the reason a model could not be used (every answer then says so).
+    ranker: OnceLock<Result<Option<Arc<Ranker>>, String>>,
 }
 
 impl Engine {
@@ -224,7 +234,25 @@ impl Engine {
             embedder: OnceLock::new(),
             cache: OnceLock::new(),
             counters: Mutex::new(HashMap::new()),
+            ranker: OnceLock::new(),
         })
+    }
+
+    /// The file ranking model, loaded once (see [`crate::config::RankerChoice`]).
+    pub fn ranker(&self) -> Result<Option<Arc<Ranker>>, String> {
+        self.ranker
+            .get_or_init(|| {
+                let loaded = match &self.config.ranker {
+                    RankerChoice::Rrf => return Ok(None),
+                    RankerChoice::Shipped => Ranker::parse(ranker::DEFAULT_MODEL, rank::FEATURES),
+                    RankerChoice::File(path) => Ranker::load(path, rank::FEATURES),
+                };
+                loaded.map(|r| Some(Arc::new(r))).map_err(|e| {
+                    tracing::warn!("files are ranked by RRF: {e}");
+                    e.to_string()
+                })
+            })
+            .clone()
     }
 
     /// An engine with a given embedder instead of the configured local model (other
@@ -906,14 +934,22 @@ impl Engine {
         search.ref_name = req.ref_name.clone();
         // A task without searchable words (a bare stack trace of symbols) still has its
         // other lanes; any other search error is the caller's to see.
-        let (hits, degraded) = if crate::index::tokenizer::tokenize(&req.task).is_empty() {
-            (Vec::new(), None)
+        let (hits, files, degraded) = if crate::index::tokenizer::tokenize(&req.task).is_empty() {
+            (Vec::new(), Vec::new(), None)
         } else {
             let r = self.search_in(&repo, &snapshot, &search, started)?;
-            (r.hits, r.degraded)
+            (r.hits, r.files, r.degraded)
         };
         let search_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let gathered = context::gather(&snapshot, &signals, &hits, req.budget, &req.options)?;
+        let gathered = context::gather(
+            &snapshot,
+            &signals,
+            &hits,
+            &files,
+            context::breadth(&req.task),
+            req.budget,
+            &req.options,
+        )?;
         let gather_ms = started.elapsed().as_secs_f64() * 1000.0 - search_ms;
         let candidates = gathered.len();
         let state = snapshot.ref_state();
@@ -980,7 +1016,11 @@ impl Engine {
             Some(glob) => Some(retrieve::resolve_glob(snapshot, glob)?),
             None => None,
         };
+        let terms = retrieve::query_terms(&req.query);
         let depth = req.lane_depth();
+        // The ranking stage reads deeper into the chunk lane than fusion does: its
+        // candidate files come from there.
+        let lexical_depth = depth.max(rank::LEXICAL_DEPTH);
         let mut degraded = None;
         let mut dense_coverage = None;
         // The lanes run side by side: the query embedding (most of a hybrid search's time)
@@ -988,7 +1028,10 @@ impl Engine {
         let (dense, lexical) = std::thread::scope(|scope| {
             let lexical = (req.mode != SearchMode::Dense).then(|| {
                 let paths = paths.clone();
-                scope.spawn(move || retrieve::lexical_lane(snapshot, req, paths, depth))
+                let terms = &terms;
+                scope.spawn(move || {
+                    retrieve::lexical_lane(snapshot, req, terms, paths, lexical_depth)
+                })
             });
             let dense = (req.mode != SearchMode::Lexical)
                 .then(|| self.dense_lane(repo, snapshot, req, paths.clone(), depth));
@@ -1000,58 +1043,85 @@ impl Engine {
             (dense, lexical)
         });
         let dense = match dense {
-            None => Vec::new(),
+            None => None,
             Some(Ok((chunks, cov))) => {
                 dense_coverage = Some(cov);
-                chunks
+                Some(chunks)
             }
             Some(Err(reason)) => {
                 tracing::info!("dense lane unavailable: {reason}");
                 degraded = Some(reason);
                 dense_coverage = Some(0.0);
-                Vec::new()
+                None
             }
         };
         let lexical_only = req.mode == SearchMode::Lexical || degraded.is_some();
         let lexical = match lexical {
             Some(result) => result?,
             // Dense mode that fell back: the lexical lane was not run yet.
-            None if lexical_only => retrieve::lexical_lane(snapshot, req, paths, depth)?,
+            None if lexical_only => {
+                retrieve::lexical_lane(snapshot, req, &terms, paths.clone(), lexical_depth)?
+            }
             None => Vec::new(),
         };
-        let mut hits = if lexical_only {
-            lexical
-                .into_iter()
+        let lane = |chunks: &[(f32, Chunk)], dense: bool| -> Vec<SearchHit> {
+            chunks
+                .iter()
+                .take(depth)
                 .enumerate()
                 .map(|(i, (score, chunk))| SearchHit {
                     rank: i + 1,
-                    score,
-                    lexical_rank: Some(i + 1),
-                    dense_rank: None,
-                    chunk,
+                    score: *score,
+                    lexical_rank: (!dense).then_some(i + 1),
+                    dense_rank: dense.then_some(i + 1),
+                    chunk: chunk.clone(),
                 })
                 .collect()
+        };
+        let hits = if lexical_only {
+            lane(&lexical, false)
         } else if req.mode == SearchMode::Dense {
-            dense
-                .into_iter()
-                .enumerate()
-                .map(|(i, (score, chunk))| SearchHit {
-                    rank: i + 1,
-                    score,
-                    lexical_rank: None,
-                    dense_rank: Some(i + 1),
-                    chunk,
-                })
-                .collect()
+            lane(dense.as_deref().unwrap_or_default(), true)
         } else {
             retrieve::fuse(
-                lexical.into_iter().map(|(_, c)| c).collect(),
-                dense.into_iter().map(|(_, c)| c).collect(),
+                lexical.iter().take(depth).map(|(_, c)| c.clone()).collect(),
+                dense.iter().flatten().map(|(_, c)| c.clone()).collect(),
                 req.fusion,
             )
         };
-        let files = retrieve::rank_files(&hits, req.k);
-        hits.truncate(req.k);
+        // The ranking stage: every lane's candidate files, scored by the model.
+        let signals = task::read_task(&req.query);
+        let input = rank::RankInput {
+            task: &req.query,
+            signals: &signals,
+            terms: &terms,
+            lexical: if req.mode == SearchMode::Dense && !lexical_only {
+                &[]
+            } else {
+                &lexical
+            },
+            dense: dense.as_deref(),
+            paths: paths.as_ref(),
+            language: req.language,
+        };
+        let candidates = rank::features(snapshot, &input)?;
+        let (scorer, ranker_name) = match self.ranker() {
+            Ok(Some(model)) => (Some(model), None),
+            Ok(None) => (None, None),
+            Err(reason) => (None, Some(reason)),
+        };
+        let ranked = match &scorer {
+            Some(model) => rank::rank(candidates.clone(), &rank::Scorer::Model(model)),
+            None => rank::rank(candidates.clone(), &rank::Scorer::Rrf),
+        };
+        if let Some(reason) = &ranker_name {
+            let note = format!("ranking model unusable, files ranked by RRF: {reason}");
+            degraded = Some(match degraded {
+                Some(d) => format!("{d}; {note}"),
+                None => note,
+            });
+        }
+        let (hits, files) = retrieve::order_by_files(hits, ranked, req.k);
         let indexed = snapshot.ref_state();
         Ok(SearchResponse {
             repo_root: repo.root.display().to_string(),
@@ -1063,6 +1133,8 @@ impl Engine {
             dense_coverage,
             hits,
             files,
+            ranker: scorer.map_or_else(|| "rrf".to_string(), |m| m.id().to_string()),
+            candidates,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }

@@ -68,6 +68,16 @@ impl Error {
     }
 }
 
+/// Quotes user input for a message, clipped to its first 80 characters (with the total
+/// size) so that an error never echoes a megabyte of query back.
+pub fn quote_clipped(input: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    match input.char_indices().nth(MAX_CHARS) {
+        None => format!("{input:?}"),
+        Some((end, _)) => format!("{:?}... ({} bytes)", &input[..end], input.len()),
+    }
+}
+
 impl From<tantivy::TantivyError> for Error {
     fn from(e: tantivy::TantivyError) -> Error {
         use tantivy::TantivyError as T;

@@ -577,7 +577,7 @@ fn past_the_first_hits_the_rest_of_the_best_file_comes_before_deeper_hits() {
         "the deeper hit waits for the file lane:\n{all}"
     );
     assert!(
-        has_reason(&pack, "pump.py", "search's file rank 1"),
+        has_reason(&pack, "pump.py", "in pump.py, file rank 1"),
         "the file lane fills the room:\n{all}"
     );
 }

@@ -224,8 +224,40 @@ fn the_harness_scores_rankings_and_packs_and_reports_bad_lines() {
         split: None,
         out: None,
         fusion: Default::default(),
+        features_out: Some(data.path().join("features.jsonl")),
     };
     let report = quality::run(&engine, &options).unwrap();
+    // The training data of the ranking model: a header naming the features, then the one
+    // usable query's candidates with their features, the gold file labelled.
+    let features = std::fs::read_to_string(data.path().join("features.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = features
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{features}");
+    assert_eq!(
+        rows[0]["features"].as_array().unwrap().len(),
+        codectx::retrieve::rank::FEATURES.len()
+    );
+    let paths = rows[1]["paths"].as_array().unwrap();
+    let labels = rows[1]["labels"].as_array().unwrap();
+    let x = rows[1]["x"].as_array().unwrap();
+    assert_eq!((paths.len(), x.len()), (labels.len(), labels.len()));
+    let gold: Vec<&str> = paths
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| l.as_u64() == Some(1))
+        .map(|(p, _)| p.as_str().unwrap())
+        .collect();
+    assert_eq!(gold, vec![good.gold[0].path.as_str()]);
+    // Rankings against the baseline, paired per query, for each metric.
+    let metrics: Vec<&str> = report
+        .rankings_against_baseline
+        .iter()
+        .map(|c| c.metric.as_str())
+        .collect();
+    assert_eq!(metrics, vec!["Acc@1", "Acc@5", "MRR"]);
+    assert!(!report.ranker.is_empty());
     let lines_reported: Vec<usize> = report.problems.iter().map(|p| p.line).collect();
     assert_eq!(lines_reported, vec![2, 3, 4, 5], "{:?}", report.problems);
     assert!(report.problems[2].reason.contains("0123456789abcdef"));

@@ -13,6 +13,7 @@ mod http_embed;
 mod hybrid;
 mod mcp;
 mod quality;
+mod ranking;
 mod reindex;
 mod search;
 mod support;

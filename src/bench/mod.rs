@@ -151,6 +151,13 @@ pub enum BenchCommand {
         queries: usize,
         #[arg(long, default_value_t = 8000)]
         budget: usize,
+        /// Tasks from a JSONL dataset's `query` fields (real issue texts, say) instead of
+        /// tasks made from the corpus's doc comments.
+        #[arg(long)]
+        tasks: Option<PathBuf>,
+        /// `lexical` or `hybrid` (searches and packs).
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
         #[arg(long)]
         json: bool,
     },
@@ -187,6 +194,14 @@ pub enum BenchCommand {
         /// Also write quality.md, quality.json and quality.svg (the plot) here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write each query's candidate files, their ranking features and gold labels
+        /// here (JSONL): the training data of `benches/train-ranker.sh`.
+        #[arg(long)]
+        features_out: Option<PathBuf>,
+        /// The file ranking model: a model file, `rrf`, or `shipped` (default; also
+        /// `CODECTX_RANKER`).
+        #[arg(long)]
+        ranker: Option<String>,
         /// Reciprocal rank fusion: k and the lanes' weights.
         #[arg(long, default_value_t = 60.0)]
         rrf_k: f32,
@@ -283,8 +298,21 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             corpus,
             queries,
             budget,
+            tasks,
+            mode,
             json,
-        } => context::run(&corpus, queries, budget, json, config),
+        } => {
+            let mode = crate::retrieve::SearchMode::parse(&mode).ok_or_else(|| {
+                crate::Error::invalid(format!("--mode: {mode:?} is not lexical or hybrid"))
+            })?;
+            let options = context::ContextBenchOptions {
+                queries,
+                budget,
+                tasks,
+                mode,
+            };
+            context::run(&corpus, &options, json, config)
+        }
         BenchCommand::Quality {
             dataset,
             modes,
@@ -294,11 +322,20 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
             per_repo,
             split,
             out,
+            features_out,
+            ranker,
             rrf_k,
             lexical_weight,
             dense_weight,
             json,
         } => {
+            let mut config = config;
+            match ranker.as_deref() {
+                None => {}
+                Some("shipped") => config.ranker = crate::config::RankerChoice::Shipped,
+                Some("rrf") => config.ranker = crate::config::RankerChoice::Rrf,
+                Some(path) => config.ranker = crate::config::RankerChoice::File(path.into()),
+            }
             let mut search_modes = Vec::new();
             let mut context = false;
             for m in &modes {
@@ -331,6 +368,7 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
                     lexical_weight,
                     dense_weight,
                 },
+                features_out,
             };
             let engine = crate::Engine::new(config)?;
             let report = quality::run(&engine, &options)?;

@@ -109,6 +109,9 @@ pub struct QualityOptions {
     pub out: Option<PathBuf>,
     /// The fusion the rankings and packs use (to judge a change of weights by numbers).
     pub fusion: crate::retrieve::Fusion,
+    /// Write every query's candidate files with their ranking features and gold labels here
+    /// (JSONL, a header line naming the features): the training data of the ranking model.
+    pub features_out: Option<PathBuf>,
 }
 
 /// Averages over the queries for one ranking.
@@ -147,7 +150,51 @@ pub struct QualityReport {
     pub per_query: Vec<QueryPacks>,
     /// Each packer against the whole-file baseline, query by query, per budget.
     pub against_baseline: Vec<PackComparison>,
+    /// Each ranking against the whole-file baseline, query by query (Acc@1, Acc@5, MRR).
+    pub rankings_against_baseline: Vec<RankingComparison>,
+    /// What ranked the files (the model's id, or `rrf`).
+    pub ranker: String,
     pub seconds: f64,
+}
+
+/// One ranking's metric minus the baseline's, paired over the queries.
+#[derive(Debug, Clone, Serialize)]
+pub struct RankingComparison {
+    pub ranking: String,
+    pub metric: String,
+    pub paired: metrics::Paired,
+}
+
+/// The per-query metrics compared with the baseline.
+const PAIRED_METRICS: [&str; 3] = ["Acc@1", "Acc@5", "MRR"];
+
+fn paired_metrics(ranked: &[String], gold: &[Gold]) -> [f64; 3] {
+    [
+        metrics::acc_at_k(ranked, gold, 1),
+        metrics::acc_at_k(ranked, gold, 5),
+        metrics::mrr(ranked, gold),
+    ]
+}
+
+/// Every ranking but the baseline against the baseline, per metric.
+fn rankings_against_baseline(
+    per_query: &BTreeMap<String, Vec<[f64; 3]>>,
+) -> Vec<RankingComparison> {
+    let Some(base) = per_query.get(BASELINE) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, rows) in per_query.iter().filter(|(n, _)| **n != BASELINE) {
+        for (m, metric) in PAIRED_METRICS.iter().enumerate() {
+            let diffs: Vec<f64> = rows.iter().zip(base).map(|(a, b)| a[m] - b[m]).collect();
+            out.push(RankingComparison {
+                ranking: name.clone(),
+                metric: metric.to_string(),
+                paired: metrics::paired_bootstrap(&diffs),
+            });
+        }
+    }
+    out
 }
 
 /// One packer's gold-line recall minus the baseline's, paired over the queries.
@@ -414,11 +461,44 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
             .or_default()
             .push((n, e));
     }
+    // Within a repository, commits in history order: each index is then a small diff
+    // from the one before.
+    let mut ordered: Vec<((String, Option<String>), Numbered)> = groups.into_iter().collect();
+    let mut times: HashMap<(String, Option<String>), i64> = HashMap::new();
+    for (key, _) in &ordered {
+        let t = key
+            .1
+            .as_deref()
+            .and_then(|c| git::commit_time(Path::new(&key.0), c))
+            .unwrap_or(0);
+        times.insert(key.clone(), t);
+    }
+    ordered.sort_by(|(a, _), (b, _)| (&a.0, times[a], &a.1).cmp(&(&b.0, times[b], &b.1)));
+    let mut features_out = match &options.features_out {
+        Some(path) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
+            );
+            write_line(
+                &mut f,
+                path,
+                &serde_json::json!({ "features": crate::retrieve::rank::FEATURES }),
+            )?;
+            Some((f, path.clone()))
+        }
+        None => None,
+    };
     let mut rank_sums: BTreeMap<String, Sums> = BTreeMap::new();
     let mut pack_sums: BTreeMap<String, PackSums> = BTreeMap::new();
     let mut per_query: Vec<QueryPacks> = Vec::new();
+    let mut per_query_rankings: BTreeMap<String, Vec<[f64; 3]>> = BTreeMap::new();
+    let mut ranker = String::new();
     let mut used = 0usize;
-    'groups: for ((repo, commit), group) in groups {
+    // The ref this run indexed last, when it was not indexed before: it is forgotten once
+    // the next one is indexed, so that the index holds what one commit holds (BM25
+    // statistics of that commit, not of every commit queried).
+    let mut created: Option<(PathBuf, String)> = None;
+    'groups: for ((repo, commit), group) in ordered {
         if options.limit.is_some_and(|l| used >= l) {
             break;
         }
@@ -447,6 +527,7 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
             },
             ..IndexOptions::default()
         };
+        let known = indexed_refs(engine, &repo);
         let indexed = engine
             .index_with(&repo, &index_options, &NoProgress)
             .and_then(|_| {
@@ -463,6 +544,14 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                 });
             }
             continue;
+        }
+        if let Some((r, name)) = created.take() {
+            forget_quietly(engine, &r, &name);
+        }
+        if let Some(c) = &commit
+            && !known.iter().any(|k| k == c || k.ends_with(c.as_str()))
+        {
+            created = Some((repo.clone(), c.clone()));
         }
         let baseline = FileBaseline::build(file_texts(engine, &repo, commit.as_deref())?)?;
         let mut token_cache = HashMap::new();
@@ -505,22 +594,50 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                     ..SearchRequest::new(entry.query.clone())
                 };
                 let (ranked, spans) = match engine.search(&repo, &request) {
-                    Ok(r) => (
-                        r.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
-                        r.hits
-                            .iter()
-                            .map(|h| Span {
-                                path: h.chunk.path.clone(),
-                                start_line: h.chunk.span.start_line,
-                                end_line: h.chunk.span.end_line,
-                            })
-                            .collect::<Vec<_>>(),
-                    ),
+                    Ok(r) => {
+                        ranker = r.ranker.clone();
+                        if let Some((out, path)) = features_out.as_mut() {
+                            let gold = metrics::gold_files(&entry.gold);
+                            let labels: Vec<u8> = r
+                                .candidates
+                                .iter()
+                                .map(|c| u8::from(gold.contains(c.path.as_str())))
+                                .collect();
+                            write_line(
+                                out,
+                                path,
+                                &serde_json::json!({
+                                    "id": entry.id,
+                                    "split": entry.split,
+                                    "mode": mode_name(*mode),
+                                    "gold": gold.len(),
+                                    "paths": r.candidates.iter().map(|c| &c.path).collect::<Vec<_>>(),
+                                    "labels": labels,
+                                    "x": r.candidates.iter().map(|c| &c.x).collect::<Vec<_>>(),
+                                }),
+                            )?;
+                        }
+                        (
+                            r.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+                            r.hits
+                                .iter()
+                                .map(|h| Span {
+                                    path: h.chunk.path.clone(),
+                                    start_line: h.chunk.span.start_line,
+                                    end_line: h.chunk.span.end_line,
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    }
                     Err(e) if e.kind() == crate::ErrorKind::InvalidInput => {
                         (Vec::new(), Vec::new())
                     }
                     Err(e) => return Err(e),
                 };
+                per_query_rankings
+                    .entry(mode_name(*mode).to_string())
+                    .or_default()
+                    .push(paired_metrics(&ranked, &entry.gold));
                 rank_sums
                     .entry(mode_name(*mode).to_string())
                     .or_default()
@@ -572,6 +689,10 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
                     end_line: baseline.lines(p).max(1),
                 })
                 .collect();
+            per_query_rankings
+                .entry(BASELINE.to_string())
+                .or_default()
+                .push(paired_metrics(&ranked, &entry.gold));
             rank_sums
                 .entry(BASELINE.to_string())
                 .or_default()
@@ -595,6 +716,13 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
             per_query.push(this_query);
         }
     }
+    if let Some((r, name)) = created.take() {
+        forget_quietly(engine, &r, &name);
+    }
+    if let Some((mut out, path)) = features_out {
+        use std::io::Write;
+        out.flush().map_err(|e| Error::io(&path, e))?;
+    }
     problems.sort_by_key(|p| p.line);
     let order = |name: &str| match name {
         "lexical" => 0,
@@ -613,9 +741,30 @@ pub fn run(engine: &Engine, options: &QualityOptions) -> Result<QualityReport> {
         rankings,
         packs,
         against_baseline: against_baseline(&per_query),
+        rankings_against_baseline: rankings_against_baseline(&per_query_rankings),
+        ranker,
         per_query,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The refs indexed in a repository's index now (none when it has no index).
+fn indexed_refs(engine: &Engine, repo: &Path) -> Vec<String> {
+    engine
+        .status(repo)
+        .map(|s| s.refs.into_iter().map(|r| r.name).collect())
+        .unwrap_or_default()
+}
+
+/// Forgets a ref this run indexed; a failure is logged, never fatal to the run.
+fn forget_quietly(engine: &Engine, repo: &Path, name: &str) {
+    if let Err(e) = engine.forget_ref(repo, name) {
+        tracing::warn!("forgetting {name} in {}: {e}", repo.display());
+    }
+}
+
+fn write_line(out: &mut impl std::io::Write, path: &Path, value: &serde_json::Value) -> Result<()> {
+    writeln!(out, "{value}").map_err(|e| Error::io(path, e))
 }
 
 fn mode_name(mode: SearchMode) -> &'static str {
@@ -652,6 +801,21 @@ pub fn markdown(report: &QualityReport) -> String {
             " {:.3} | {:.3} | {:.3} |\n",
             r.mrr, r.ndcg10, r.chunk_recall10
         ));
+    }
+    if !report.rankings_against_baseline.is_empty() {
+        out.push_str(&format!(
+            "\nFiles ranked by `{}`. Ranking minus whole-file baseline, paired over queries: \
+             mean [95% bootstrap interval] wins/losses:\n\n| ranking | metric | mean | \
+             interval | wins | losses |\n|---|---|---|---|---|---|\n",
+            report.ranker
+        ));
+        for c in &report.rankings_against_baseline {
+            let p = &c.paired;
+            out.push_str(&format!(
+                "| {} | {} | {:+.3} | [{:+.3}, {:+.3}] | {} | {} |\n",
+                c.ranking, c.metric, p.mean, p.low, p.high, p.wins, p.losses
+            ));
+        }
     }
     if let Some(first) = report.packs.first() {
         out.push_str("\nGold-line recall of the pack (mean tokens used) per budget:\n\n| packer |");

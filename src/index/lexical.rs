@@ -5,7 +5,7 @@
 
 use super::manifest::{FileVersion, IndexState, Manifest, RefState};
 use super::tokenizer::{CODE_TOKENIZER, CodeTokenizer, tokenize};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quote_clipped};
 use crate::model::{Chunk, ChunkKind, Language, Span};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,8 +23,9 @@ use tantivy::{
 };
 
 /// Bumped whenever the schema or the meaning of a stored field changes; a mismatch rebuilds.
-/// (3: chunk text is redacted of secrets before it is stored.)
-pub const SCHEMA_VERSION: u32 = 3;
+/// (3: chunk text is redacted of secrets before it is stored; 4: commit documents of the
+/// history lane.)
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The marker of the one document per index that holds the [`IndexState`].
 const STATE_DOC_ID: &str = "__codectx_state__";
@@ -77,6 +78,14 @@ struct Fields {
     meta: Field,
     /// Indexed only on the state and manifest documents, to find them.
     meta_marker: Field,
+    /// Commit documents (the history lane): the message, the files changed (one term
+    /// each), the committer time and the commit id.
+    hist_message: Field,
+    hist_path: Field,
+    hist_time: Field,
+    hist_id: Field,
+    /// The import graph: the keys of the modules a file imports (on its first chunk).
+    imports: Field,
 }
 
 impl Fields {
@@ -89,6 +98,33 @@ impl Fields {
             FieldName::Scope => self.scope,
         }
     }
+}
+
+/// The commit message field: the code tokenizer, with frequencies (BM25), stored.
+fn code_stored_history() -> TextOptions {
+    TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(CODE_TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        )
+        .set_stored()
+}
+
+/// The most characters of a commit message the history lane keeps.
+const HISTORY_MESSAGE_CHARS: usize = 2000;
+/// The most changed files a commit document lists (a sweeping commit says little of each).
+pub const HISTORY_MAX_PATHS: usize = 64;
+
+/// A past commit the history lane found.
+#[derive(Debug, Clone)]
+pub struct HistoryHit {
+    pub score: f32,
+    pub id: String,
+    pub time: i64,
+    /// The message's first line.
+    pub subject: String,
+    pub paths: Vec<String>,
 }
 
 fn build_schema() -> (Schema, Fields) {
@@ -121,6 +157,11 @@ fn build_schema() -> (Schema, Fields) {
         fv: s.add_u64_field(FV_FIELD, INDEXED | FAST),
         meta: s.add_text_field("meta", STORED),
         meta_marker: s.add_text_field("meta_marker", STRING),
+        hist_message: s.add_text_field("hist_message", code_stored_history()),
+        hist_path: s.add_text_field("hist_path", STRING | STORED),
+        hist_time: s.add_i64_field("hist_time", INDEXED | FAST | STORED),
+        hist_id: s.add_text_field("hist_id", STRING | STORED),
+        imports: s.add_text_field("imports", STRING | STORED),
     };
     (s.build(), fields)
 }
@@ -146,12 +187,23 @@ pub struct LexicalIndex {
     state: Mutex<Option<(u64, Option<Arc<IndexState>>)>>,
     /// Manifests by hash, with the set of their file versions that have chunks.
     manifests: Mutex<HashMap<String, Arc<LoadedManifest>>>,
+    /// Content tokens per file version, for the searcher generation last read.
+    lengths: LengthsCache,
 }
+
+/// Content tokens per file version (the sum of its chunks' field norms): the document
+/// lengths of whole-file BM25.
+pub type FileLengths = HashMap<FileVersion, u32>;
+
+/// The file lengths of one searcher generation, shared by the index and its snapshots.
+type LengthsCache = Arc<Mutex<Option<(u64, Arc<FileLengths>)>>>;
 
 /// A manifest as readers use it.
 pub struct LoadedManifest {
     pub manifest: Manifest,
     versions: HashSet<FileVersion>,
+    /// The path of each version that has chunks.
+    paths: HashMap<FileVersion, String>,
 }
 
 impl LexicalIndex {
@@ -231,6 +283,7 @@ impl LexicalIndex {
             fields,
             state: Mutex::new(None),
             manifests: Mutex::new(HashMap::new()),
+            lengths: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -311,6 +364,7 @@ impl LexicalIndex {
             fields: self.fields,
             state,
             view: None,
+            lengths: Arc::clone(&self.lengths),
         })
     }
 
@@ -334,12 +388,17 @@ impl LexicalIndex {
                 ref_state.name
             ))
         })?;
-        let versions = manifest
+        let paths: HashMap<FileVersion, String> = manifest
             .iter()
             .filter(|(_, e)| e.chunks > 0)
-            .map(|(path, e)| e.version(path))
+            .map(|(path, e)| (e.version(path), path.clone()))
             .collect();
-        let loaded = Arc::new(LoadedManifest { manifest, versions });
+        let versions = paths.keys().copied().collect();
+        let loaded = Arc::new(LoadedManifest {
+            manifest,
+            versions,
+            paths,
+        });
         let mut cache = self.manifests.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 64 {
             cache.clear();
@@ -413,10 +472,11 @@ impl LexicalWriter {
             .delete_term(Term::from_field_u64(self.fields.fv, version));
     }
 
-    /// Stages a chunk of file version `version`.
-    pub fn add(&mut self, chunk: &Chunk, version: FileVersion) -> Result<()> {
+    /// Stages a chunk of file version `version`, with the import keys of its file when it
+    /// is the file's first chunk (see [`crate::syntax::imports`]).
+    pub fn add(&mut self, chunk: &Chunk, version: FileVersion, imports: &[String]) -> Result<()> {
         let f = &self.fields;
-        self.writer.add_document(doc!(
+        let mut doc = doc!(
             f.fv => version,
             f.id => chunk.id.as_str(),
             f.path => chunk.path.as_str(),
@@ -434,7 +494,32 @@ impl LexicalWriter {
             f.start_byte => chunk.span.start_byte as u64,
             f.end_byte => chunk.span.end_byte as u64,
             f.hash => chunk.hash.as_str(),
-        ))?;
+        );
+        for key in imports {
+            doc.add_text(f.imports, key);
+        }
+        self.writer.add_document(doc)?;
+        Ok(())
+    }
+
+    /// Stages a commit document of the history lane (the message already redacted). Its
+    /// `meta` field is empty, which marks it as no chunk for every reader of chunks.
+    pub fn add_history(&mut self, commit: &crate::source::git::HistoryCommit) -> Result<()> {
+        let f = &self.fields;
+        let mut message = commit.message.as_str();
+        if let Some((end, _)) = message.char_indices().nth(HISTORY_MESSAGE_CHARS) {
+            message = &message[..end];
+        }
+        let mut doc = doc!(
+            f.hist_id => commit.id.as_str(),
+            f.hist_time => commit.time,
+            f.hist_message => message,
+            f.meta => "",
+        );
+        for path in commit.paths.iter().take(HISTORY_MAX_PATHS) {
+            doc.add_text(f.hist_path, path);
+        }
+        self.writer.add_document(doc)?;
         Ok(())
     }
 
@@ -490,6 +575,9 @@ impl LexicalWriter {
 #[derive(Debug, Clone, Default)]
 pub struct LexicalQuery {
     pub text: String,
+    /// Weighted terms (as the tokenizer writes them): when given, they are the query and
+    /// `text` only names it in messages; otherwise every word of `text` weighs 1.
+    pub terms: Option<Vec<(String, f32)>>,
     pub limit: usize,
     pub language: Option<Language>,
     /// Restrict to these repository paths (already resolved from a glob).
@@ -510,7 +598,13 @@ pub struct Snapshot {
     fields: Fields,
     state: Option<Arc<IndexState>>,
     view: Option<RefView>,
+    /// The index's cache of file lengths (computed once per searcher generation).
+    lengths: LengthsCache,
 }
+
+/// BM25's term-frequency saturation and length normalisation (tantivy's defaults).
+const BM25_K1: f32 = 1.2;
+const BM25_B: f32 = 0.75;
 
 impl Snapshot {
     /// What the index held at this commit; `None` for an index never committed.
@@ -533,7 +627,10 @@ impl Snapshot {
         if let Some(view) = &self.view {
             return view.state.chunks;
         }
-        let meta_docs = self.state.as_ref().map_or(0, |s| 1 + s.refs.len() as u64);
+        let meta_docs = self
+            .state
+            .as_ref()
+            .map_or(0, |s| 1 + s.refs.len() as u64 + s.history.commits);
         self.searcher.num_docs().saturating_sub(meta_docs)
     }
 
@@ -727,23 +824,331 @@ impl Snapshot {
         Ok(main)
     }
 
+    /// Content tokens per file version of every chunk document, computed from the field
+    /// norms once per searcher generation (a scan of one byte per document).
+    pub fn file_lengths(&self) -> Result<Arc<FileLengths>> {
+        let generation = self.searcher.generation().generation_id();
+        if let Some((g, lengths)) = &*self.lengths.lock().unwrap_or_else(|p| p.into_inner())
+            && *g == generation
+        {
+            return Ok(Arc::clone(lengths));
+        }
+        let mut out = FileLengths::new();
+        for segment in self.searcher.segment_readers() {
+            let norms = segment.get_fieldnorms_reader(self.fields.content)?;
+            let fv = segment.fast_fields().u64(FV_FIELD)?;
+            let alive = segment.alive_bitset();
+            for doc in 0..segment.max_doc() {
+                if alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                if let Some(version) = fv.first(doc) {
+                    *out.entry(version).or_default() += norms.fieldnorm(doc);
+                }
+            }
+        }
+        let out = Arc::new(out);
+        *self.lengths.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((generation, Arc::clone(&out)));
+        Ok(out)
+    }
+
+    /// Whole-file BM25 of weighted terms over the ref's chunk content, aggregated from the
+    /// chunk postings at query time (no second set of postings at index time): a file's
+    /// term frequency is the sum over its chunks, its length the sum of theirs, a term's
+    /// document frequency the number of files holding it. Every file holding a term, best
+    /// first. Needs a ref view (empty for a view of every document).
+    pub fn file_bm25(&self, terms: &[(String, f32)]) -> Result<Vec<(String, f32)>> {
+        use tantivy::DocSet;
+        use tantivy::postings::Postings;
+        let Some(view) = &self.view else {
+            return Ok(Vec::new());
+        };
+        let lengths = self.file_lengths()?;
+        let in_ref = |v: &FileVersion| !view.filtered || view.manifest.versions.contains(v);
+        let (mut files, mut total) = (0u64, 0u64);
+        for (v, len) in lengths.iter() {
+            if in_ref(v) {
+                files += 1;
+                total += u64::from(*len);
+            }
+        }
+        if files == 0 {
+            return Ok(Vec::new());
+        }
+        let avg = total as f32 / files as f32;
+        let mut scores: HashMap<FileVersion, f32> = HashMap::new();
+        let mut tf: HashMap<FileVersion, u32> = HashMap::new();
+        for (word, weight) in terms {
+            tf.clear();
+            let term = Term::from_field_text(self.fields.content, word);
+            for segment in self.searcher.segment_readers() {
+                let inverted = segment.inverted_index(self.fields.content)?;
+                let Some(mut postings) = inverted
+                    .read_postings(&term, IndexRecordOption::WithFreqs)
+                    .map_err(|e| Error::Internal(format!("reading postings of {word:?}: {e}")))?
+                else {
+                    continue;
+                };
+                let fv = segment.fast_fields().u64(FV_FIELD)?;
+                let alive = segment.alive_bitset();
+                let mut doc = postings.doc();
+                while doc != tantivy::TERMINATED {
+                    if alive.is_none_or(|a| a.is_alive(doc))
+                        && let Some(version) = fv.first(doc)
+                        && in_ref(&version)
+                    {
+                        *tf.entry(version).or_default() += postings.term_freq();
+                    }
+                    doc = postings.advance();
+                }
+            }
+            let df = tf.len() as f32;
+            if df == 0.0 {
+                continue;
+            }
+            let idf = (1.0 + (files as f32 - df + 0.5) / (df + 0.5)).ln();
+            for (version, f) in &tf {
+                let len = lengths.get(version).copied().unwrap_or(0) as f32;
+                let f = *f as f32;
+                let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * len / avg.max(1.0));
+                *scores.entry(*version).or_default() +=
+                    weight * idf * f * (BM25_K1 + 1.0) / (f + norm);
+            }
+        }
+        let mut out: Vec<(String, f32)> = scores
+            .into_iter()
+            .filter_map(|(v, s)| view.manifest.paths.get(&v).map(|p| (p.clone(), s)))
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// The content tokens of each of `paths` in the ref (0 for a path it does not hold).
+    pub fn file_tokens_of(&self, paths: &[String]) -> Result<Vec<u32>> {
+        let Some(view) = &self.view else {
+            return Ok(vec![0; paths.len()]);
+        };
+        let lengths = self.file_lengths()?;
+        Ok(paths
+            .iter()
+            .map(|p| {
+                view.manifest
+                    .manifest
+                    .get(p)
+                    .and_then(|e| lengths.get(&e.version(p)).copied())
+                    .unwrap_or(0)
+            })
+            .collect())
+    }
+
+    /// The history lane: BM25 of weighted terms over the messages of past commits, up to the
+    /// ref's commit time (a commit after it, say the fix of a bug in a later ref, is never
+    /// evidence for an earlier one), best first.
+    pub fn history(&self, terms: &[(String, f32)], limit: usize) -> Result<Vec<HistoryHit>> {
+        if terms.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let should: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|(word, weight)| {
+                let term = Term::from_field_text(self.fields.hist_message, word);
+                let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                (
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(q), *weight)) as Box<dyn Query>,
+                )
+            })
+            .collect();
+        let mut must: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
+        if let Some(before) = self.ref_state().and_then(|r| r.commit_time) {
+            must.push((Occur::Must, self.history_until(before)));
+        }
+        let top = self.searcher.search(
+            &BooleanQuery::new(must),
+            &TopDocs::with_limit(limit).order_by_score(),
+        )?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = self.searcher.doc(address)?;
+            let text = |field: Field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            out.push(HistoryHit {
+                score,
+                id: text(self.fields.hist_id),
+                time: doc
+                    .get_first(self.fields.hist_time)
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or_default(),
+                subject: text(self.fields.hist_message)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                paths: doc
+                    .get_all(self.fields.hist_path)
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The ref's files that import a module with this key (see
+    /// [`crate::syntax::imports::module_key`]).
+    pub fn importers_of(&self, key: &str) -> Result<BTreeSet<String>> {
+        let term = Term::from_field_text(self.fields.imports, key);
+        let mut out = BTreeSet::new();
+        for address in self.matching(&TermQuery::new(term, IndexRecordOption::Basic))? {
+            let doc: TantivyDocument = self.searcher.doc(address)?;
+            if let Some(p) = doc.get_first(self.fields.path).and_then(|v| v.as_str()) {
+                out.insert(p.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many documents of the ref import a module with this key (about the number of
+    /// files that import it: one document per file carries its imports).
+    pub fn importer_count(&self, key: &str) -> Result<u64> {
+        let term = Term::from_field_text(self.fields.imports, key);
+        let query = TermQuery::new(term, IndexRecordOption::Basic);
+        Ok(match self.filter() {
+            Some(m) => self.searcher.search(
+                &query,
+                &FilterCollector::new(
+                    FV_FIELD.to_string(),
+                    move |v: u64| m.versions.contains(&v),
+                    tantivy::collector::Count,
+                ),
+            )?,
+            None => self.searcher.search(&query, &tantivy::collector::Count)?,
+        } as u64)
+    }
+
+    /// The import keys of a file of the ref.
+    pub fn imports_of(&self, path: &str) -> Result<Vec<String>> {
+        let Some(view) = &self.view else {
+            return Ok(Vec::new());
+        };
+        let Some(entry) = view.manifest.manifest.get(path) else {
+            return Ok(Vec::new());
+        };
+        let version = Term::from_field_u64(self.fields.fv, entry.version(path));
+        let mut out = Vec::new();
+        for address in self.searcher.search(
+            &TermQuery::new(version, IndexRecordOption::Basic),
+            &DocSetCollector,
+        )? {
+            let doc: TantivyDocument = self.searcher.doc(address)?;
+            out.extend(
+                doc.get_all(self.fields.imports)
+                    .filter_map(|v| v.as_str().map(str::to_string)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Is this commit's document in the history lane?
+    pub fn has_history_commit(&self, id: &str) -> bool {
+        let term = Term::from_field_text(self.fields.hist_id, id);
+        self.searcher
+            .search(
+                &TermQuery::new(term, IndexRecordOption::Basic),
+                &tantivy::collector::Count,
+            )
+            .is_ok_and(|n| n > 0)
+    }
+
+    fn history_until(&self, time: i64) -> Box<dyn Query> {
+        Box::new(ConstScoreQuery::new(
+            Box::new(tantivy::query::RangeQuery::new(
+                std::ops::Bound::Unbounded,
+                std::ops::Bound::Included(Term::from_field_i64(self.fields.hist_time, time)),
+            )),
+            0.0,
+        ))
+    }
+
+    /// The files changed by past commits (up to the ref's commit time) that changed `path`:
+    /// one list per commit, at most `limit` commits (the first in index order).
+    pub fn commits_with(&self, path: &str, limit: usize) -> Result<Vec<Vec<String>>> {
+        let term = Term::from_field_text(self.fields.hist_path, path);
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(
+            Occur::Must,
+            Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+        )];
+        if let Some(before) = self.ref_state().and_then(|r| r.commit_time) {
+            must.push((Occur::Must, self.history_until(before)));
+        }
+        let mut addresses: Vec<_> = self
+            .searcher
+            .search(&BooleanQuery::new(must), &DocSetCollector)?
+            .into_iter()
+            .collect();
+        addresses.sort();
+        addresses.truncate(limit);
+        let mut out = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = self.searcher.doc(address)?;
+            out.push(
+                doc.get_all(self.fields.hist_path)
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// How many past commits (up to the ref's commit time) changed `path`, and how many of
+    /// those also changed `with` when given.
+    pub fn commits_touching(&self, path: &str, with: Option<&str>) -> Result<u64> {
+        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for p in std::iter::once(path).chain(with) {
+            let term = Term::from_field_text(self.fields.hist_path, p);
+            must.push((
+                Occur::Must,
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+            ));
+        }
+        if let Some(before) = self.ref_state().and_then(|r| r.commit_time) {
+            must.push((Occur::Must, self.history_until(before)));
+        }
+        Ok(self
+            .searcher
+            .search(&BooleanQuery::new(must), &tantivy::collector::Count)? as u64)
+    }
+
     /// BM25 search; an empty result is not an error, a query without words is.
     pub fn search(&self, q: &LexicalQuery) -> Result<Vec<(f32, Chunk)>> {
-        let words: BTreeSet<String> = tokenize(&q.text).into_iter().collect();
+        let words: Vec<(String, f32)> = match &q.terms {
+            Some(terms) => terms.clone(),
+            None => tokenize(&q.text)
+                .into_iter()
+                .collect::<BTreeSet<String>>()
+                .into_iter()
+                .map(|w| (w, 1.0))
+                .collect(),
+        };
         if words.is_empty() {
             return Err(Error::invalid(format!(
-                "query {:?} has no searchable words (letters or digits)",
-                q.text
+                "query {} has no searchable words (letters or digits)",
+                quote_clipped(&q.text)
             )));
         }
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for word in &words {
+        for (word, weight) in &words {
             for (name, boost) in BOOSTS {
                 let term = Term::from_field_text(self.fields.text(*name), word);
                 let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
                 should.push((
                     Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(query), *boost)),
+                    Box::new(BoostQuery::new(Box::new(query), boost * weight)),
                 ));
             }
         }

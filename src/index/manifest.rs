@@ -85,6 +85,10 @@ pub struct RefState {
     /// The ref was checked out with uncommitted changes (not indexed) when it was indexed.
     #[serde(default)]
     pub dirty: bool,
+    /// The commit's committer time (seconds since the epoch): the history lane reads only
+    /// commits up to it.
+    #[serde(default)]
+    pub commit_time: Option<i64>,
 }
 
 impl RefState {
@@ -112,6 +116,19 @@ pub struct IndexState {
     /// The ref searches use when they name none: the one last indexed without naming one
     /// (the checkout's branch then).
     pub default_ref: Option<String>,
+    /// What the history lane holds.
+    #[serde(default)]
+    pub history: HistoryState,
+}
+
+/// The commits whose messages and changed files the index holds (one document each,
+/// shared by every ref): the history of every commit in `tips`, up to a cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryState {
+    /// Commits whose history has been read (newest last; a few are kept).
+    pub tips: Vec<String>,
+    /// Commit documents in the index.
+    pub commits: u64,
 }
 
 impl IndexState {
@@ -122,6 +139,7 @@ impl IndexState {
             codectx_version: env!("CARGO_PKG_VERSION").to_string(),
             refs: BTreeMap::new(),
             default_ref: None,
+            history: HistoryState::default(),
         }
     }
 
@@ -179,6 +197,7 @@ mod tests {
                 skipped: 0,
                 manifest_hash: String::new(),
                 dirty: false,
+                commit_time: None,
             },
         );
         assert!(state.find("main").is_some());

@@ -185,6 +185,8 @@ enum FileResult {
     Chunked {
         blob: String,
         chunks: Vec<Chunk>,
+        /// The modules it imports (the import graph's keys), kept on its first chunk.
+        imports: Vec<String>,
         diagnostics: Vec<Diagnostic>,
         bytes: u64,
         /// Secrets replaced by a marker before chunking.
@@ -384,6 +386,7 @@ pub fn run(
                     FileResult::Chunked {
                         blob,
                         chunks,
+                        imports,
                         diagnostics,
                         bytes,
                         redacted,
@@ -393,8 +396,9 @@ pub fn run(
                         report.bytes += bytes;
                         report.diagnostics.extend(diagnostics);
                         let version = manifest::file_version(&w.path, &blob);
-                        for chunk in &chunks {
-                            writer.add(chunk, version)?;
+                        for (i, chunk) in chunks.iter().enumerate() {
+                            let imports: &[String] = if i == 0 { &imports } else { &[] };
+                            writer.add(chunk, version, imports)?;
                         }
                         report.chunks_added += chunks.len() as u64;
                         if let Some(list) = fresh.as_mut() {
@@ -523,10 +527,14 @@ pub fn run(
             skipped: manifest.values().filter(|e| e.skipped.is_some()).count() as u64,
             manifest_hash: hash,
             dirty,
+            commit_time: None,
         },
     );
     if options.ref_name.is_none() || state.default_ref.is_none() {
         state.default_ref = Some(ref_name.clone());
+    }
+    if let (RefSource::Git, Some(c)) = (source, state.refs[&ref_name].commit.clone()) {
+        add_history(t, &mut writer, &mut state, &ref_name, &c);
     }
     writer.commit(&state)?;
     writer.finish()?;
@@ -553,6 +561,59 @@ pub fn run(
     }
     finish_report(&mut report, &manifest, skipped, started);
     Ok(report)
+}
+
+/// How many commit tips the history state remembers (their ancestors are not read again).
+const HISTORY_TIPS: usize = 16;
+
+/// Stages the commit documents of the history lane that `commit` brings (its ancestors not
+/// read before, up to `Config::history_commits` in all), redacted like everything indexed,
+/// and records the ref's commit time. History is evidence, not content: a failure to read
+/// it is logged and the run goes on without it.
+fn add_history(
+    t: &Target,
+    writer: &mut crate::index::lexical::LexicalWriter,
+    state: &mut IndexState,
+    ref_name: &str,
+    commit: &str,
+) {
+    if let Some(r) = state.refs.get_mut(ref_name) {
+        r.commit_time = crate::source::git::commit_time(t.root, commit);
+    }
+    let room = t
+        .config
+        .history_commits
+        .saturating_sub(state.history.commits as usize);
+    if room == 0 || state.history.tips.iter().any(|c| c == commit) {
+        return;
+    }
+    let commits = match crate::source::git::history(t.root, commit, &state.history.tips, room) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("history of {commit} not indexed: {e}");
+            return;
+        }
+    };
+    // Commits another ref's history brought already (its tip forgotten since) stay single.
+    let snapshot = t.lexical.snapshot_all().ok();
+    for mut c in commits {
+        if snapshot
+            .as_ref()
+            .is_some_and(|s| s.has_history_commit(&c.id))
+        {
+            continue;
+        }
+        c.message = redact::redact(&c.message).text;
+        if let Err(e) = writer.add_history(&c) {
+            tracing::warn!("history of {commit} not indexed: {e}");
+            return;
+        }
+        state.history.commits += 1;
+    }
+    state.history.tips.push(commit.to_string());
+    if state.history.tips.len() > HISTORY_TIPS {
+        state.history.tips.remove(0);
+    }
 }
 
 /// The last run died between its vector writes and its lexical commit: drop the vectors no
@@ -716,6 +777,7 @@ fn process(
     let out = syntax::chunk_file(&work.path, language, &redacted.text, &config.chunk);
     FileResult::Chunked {
         blob,
+        imports: syntax::imports::imports(language, &work.path, &redacted.text),
         chunks: out.chunks,
         diagnostics: out.diagnostics,
         bytes: bytes.len() as u64,

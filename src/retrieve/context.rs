@@ -70,6 +70,15 @@ pub struct ContextOptions {
     /// budget the files around the best hits fill the room before hits far down the
     /// ranking (measured in docs/BENCHMARKS.md).
     pub hits_before_files: usize,
+    /// How much the rest of the best file is worth for the broadest tasks (an issue: many
+    /// terms), next to a hit's 40 at rank 1. A one-sentence query keeps the file lane below
+    /// its hits ([`FILE_LANE_VALUE`]); a task between gets a value between, falling off
+    /// faster with the file's rank the broader it is (measured in docs/BENCHMARKS.md).
+    pub broad_file_lane: f64,
+    /// The most of the budget one file may take for the broadest tasks (`file_share` for
+    /// the narrowest, a share between for those between): the lines an issue's fix changes
+    /// are spread over its file.
+    pub broad_file_share: f64,
 }
 
 impl Default for ContextOptions {
@@ -83,6 +92,8 @@ impl Default for ContextOptions {
             expand: true,
             file_lane_files: 8,
             hits_before_files: 64,
+            broad_file_lane: 40.0,
+            broad_file_share: 0.8,
         }
     }
 }
@@ -93,10 +104,17 @@ impl ContextOptions {
             ("convention_share", self.convention_share),
             ("file_share", self.file_share),
             ("long_body_share", self.long_body_share),
+            ("broad_file_share", self.broad_file_share),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(Error::invalid(format!("{name}: {v} is not within 0..=1")));
             }
+        }
+        if !(self.broad_file_lane.is_finite() && self.broad_file_lane >= 0.0) {
+            return Err(Error::invalid(format!(
+                "broad_file_lane: {} is not a non-negative number",
+                self.broad_file_lane
+            )));
         }
         if self.search_depth == 0 || self.search_depth > super::MAX_K {
             return Err(Error::invalid(format!(
@@ -280,7 +298,7 @@ fn loc(c: &Chunk) -> String {
 
 /// Resolves a mentioned path to indexed paths: exact, then an indexed path the mention ends
 /// with (absolute paths in traces), then indexed paths ending with the mention (bare names).
-fn resolve_mention(paths: &BTreeSet<String>, mention: &str) -> Vec<String> {
+pub(crate) fn resolve_mention(paths: &BTreeSet<String>, mention: &str) -> Vec<String> {
     let m = mention.replace('\\', "/");
     let m = m.trim_start_matches("./");
     if paths.contains(m) {
@@ -316,6 +334,14 @@ fn chunk_at(chunks: &[Chunk], line: usize) -> Option<&Chunk> {
 pub struct Gathered {
     candidates: Candidates,
     conventions: Vec<Chunk>,
+    /// How broad the task is, 0..=1 (see [`breadth`]).
+    breadth: f64,
+}
+
+/// How broad a task is, from 0 (a few words) to 1 (an issue: [`super::query::MAX_TERMS`]
+/// weighted terms or more).
+pub fn breadth(task: &str) -> f64 {
+    (super::query::weighted_terms(task).len() as f64 / super::query::MAX_TERMS as f64).min(1.0)
 }
 
 impl Gathered {
@@ -338,11 +364,14 @@ pub struct Packed {
     pub left_out: usize,
 }
 
-/// Gathers candidates from every lane. `hits` is the hybrid search over the task.
+/// Gathers candidates from every lane. `hits` and `files` are the search over the task
+/// (chunks, and files as the ranking stage ranked them).
 pub fn gather(
     snapshot: &Snapshot,
     signals: &TaskSignals,
     hits: &[SearchHit],
+    files: &[super::FileHit],
+    breadth: f64,
     budget: usize,
     options: &ContextOptions,
 ) -> Result<Gathered> {
@@ -402,9 +431,17 @@ pub fn gather(
         }
     }
 
-    // Identifiers named in the task: their definitions.
+    // Identifiers named in the task: their definitions, when the name is specific (one or
+    // two definitions) or defined in a file the ranking put near the top. A word named in
+    // passing (`path`, `data`, `value`) defined in a dozen places costs tokens for nothing.
+    let top_files: BTreeSet<&str> = files.iter().take(10).map(|f| f.path.as_str()).collect();
     for (i, name) in signals.identifiers.iter().enumerate() {
-        for def in snapshot.definitions(name, 2)? {
+        let defs = snapshot.definitions(name, 3)?;
+        let specific = defs.len() <= 2;
+        for def in defs.into_iter().take(2) {
+            if !specific && !top_files.contains(def.path.as_str()) {
+                continue;
+            }
             let value = 60.0 - 2.0 * i.min(10) as f64;
             cands.add(
                 &def,
@@ -440,24 +477,14 @@ pub fn gather(
     // The rest of the best files, valued below the first `hits_before_files` hits and
     // above the rest: what fills a large budget (the code around a change is often in the
     // same file).
-    let mut files: Vec<(String, f64)> = Vec::new();
-    for hit in hits {
-        match files.iter_mut().find(|(p, _)| *p == hit.chunk.path) {
-            Some((_, score)) => *score += 1.0 / hit.rank as f64,
-            None => files.push((hit.chunk.path.clone(), 1.0 / hit.rank as f64)),
-        }
-    }
-    files.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     // About one file per 4k tokens of budget: reading a file's chunks costs time.
     let lane_files = options.file_lane_files.min(1 + budget / 4000);
-    for (rank, (path, _)) in files.iter().take(lane_files).enumerate() {
-        let value = FILE_LANE_VALUE / ((rank + 1) as f64).sqrt();
+    let lane_top = FILE_LANE_VALUE + (options.broad_file_lane - FILE_LANE_VALUE).max(0.0) * breadth;
+    let fall_off = 0.5 + 0.5 * breadth;
+    for (rank, path) in files.iter().map(|f| &f.path).take(lane_files).enumerate() {
+        let value = lane_top / ((rank + 1) as f64).powf(fall_off);
         for c in chunks_of(path)? {
-            cands.add(
-                &c,
-                value,
-                format!("in {path}, search's file rank {}", rank + 1),
-            );
+            cands.add(&c, value, format!("in {path}, file rank {}", rank + 1));
         }
     }
     for c in &conventions {
@@ -466,6 +493,7 @@ pub fn gather(
     Ok(Gathered {
         candidates: cands,
         conventions,
+        breadth,
     })
 }
 
@@ -775,7 +803,9 @@ pub fn pack(
     }
     let room = budget - frame_tokens;
     let convention_room = (budget as f64 * options.convention_share) as usize;
-    let file_cap = ((budget as f64 * options.file_share) as usize).max(1);
+    let share = options.file_share
+        + (options.broad_file_share - options.file_share).max(0.0) * gathered.breadth;
+    let file_cap = ((budget as f64 * share) as usize).max(1);
     let long_body = (budget as f64 * options.long_body_share) as usize;
 
     // Pieces are made (redacted, rendered, counted) only as far as the walk goes: counting
@@ -834,18 +864,29 @@ pub fn pack(
         };
         let prefer_signature =
             !p.convention && picks >= 3 && full_cost.is_none_or(|c| c > long_body);
+        let mut signature_cost = None;
         let form = match full_cost {
             Some(c) if !prefer_signature && fits(c) => Some((ItemForm::Full, c)),
-            _ => p
-                .signature
-                .as_ref()
-                .map(|_| render_item(p, ItemForm::Signature, options))
-                .filter(|t| t.len() / MAX_BYTES_PER_TOKEN <= room - used)
-                .map(|t| counter.count(&t))
-                .filter(|&c| fits(c))
-                .map(|c| (ItemForm::Signature, c)),
+            _ => {
+                signature_cost = p
+                    .signature
+                    .as_ref()
+                    .map(|_| render_item(p, ItemForm::Signature, options))
+                    .filter(|t| t.len() / MAX_BYTES_PER_TOKEN <= room - used)
+                    .map(|t| counter.count(&t));
+                signature_cost
+                    .filter(|&c| fits(c))
+                    .map(|c| (ItemForm::Signature, c))
+            }
         };
-        if form.is_none() && !p.convention {
+        // Left out only because its file is at its cap: a skip, not a miss (misses end the
+        // walk, which would end it while other files still have room).
+        let file_full = [full_cost, signature_cost]
+            .into_iter()
+            .flatten()
+            .min()
+            .is_some_and(|c| used + c <= room && picks > 0 && file_used + c > file_cap);
+        if form.is_none() && !p.convention && !file_full {
             misses += 1;
         }
         if let Some((form, cost)) = form {

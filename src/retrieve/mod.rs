@@ -2,6 +2,9 @@
 //! fusion of lanes, and the file-level ranking.
 
 pub mod context;
+pub mod query;
+pub mod rank;
+pub mod ranker;
 pub mod task;
 
 use crate::error::{Error, Result};
@@ -133,19 +136,35 @@ pub struct FileHit {
     pub score: f32,
     /// How many candidate chunks of the file the lanes returned.
     pub chunks: usize,
-    /// The best rank any of its chunks reached in the answer's order.
+    /// The best rank any of its chunks reached in the answer's order (0: none of its chunks
+    /// is among the hits; the file came from another lane).
     pub best_rank: usize,
+    /// What the ranking model's score is made of: each feature's value and contribution,
+    /// largest first (empty when files were ranked by RRF).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub why: Vec<ranker::Contribution>,
 }
 
-/// The lexical lane: BM25 with filters. Ranks are 1-based.
+/// The query's weighted terms as the lexical lanes take them (see [`query::weighted_terms`]).
+pub fn query_terms(query: &str) -> Vec<(String, f32)> {
+    query::weighted_terms(query)
+        .into_iter()
+        .map(|t| (t.text, t.weight))
+        .collect()
+}
+
+/// The lexical lane: BM25 of the query's weighted terms, with filters. Ranks are 1-based.
 pub fn lexical_lane(
     snapshot: &Snapshot,
     req: &SearchRequest,
+    terms: &[(String, f32)],
     paths: Option<BTreeSet<String>>,
     limit: usize,
 ) -> Result<Vec<(f32, Chunk)>> {
     snapshot.search(&LexicalQuery {
         text: req.query.clone(),
+        // A query of stopwords alone still searches for its words.
+        terms: (!terms.is_empty()).then(|| terms.to_vec()),
         limit,
         language: req.language,
         paths,
@@ -192,45 +211,53 @@ pub fn fuse(lexical: Vec<Chunk>, dense: Vec<Chunk>, fusion: Fusion) -> Vec<Searc
     hits
 }
 
-/// Ranks files by their best hit, ties broken by the summed scores of their other hits (all
-/// candidates, before truncation to k). A sum alone let a long file of mediocre hits
-/// outrank the file holding the best one: on the doc-comment dataset's dev split, ranking
-/// by the best hit lifts hybrid Acc@1 from 0.523 to 0.593 and MRR from 0.699 to 0.755
-/// (docs/BENCHMARKS.md).
-pub fn rank_files(hits: &[SearchHit], k: usize) -> Vec<FileHit> {
-    let mut files: HashMap<&str, (FileHit, f32)> = HashMap::new();
-    for hit in hits {
-        let (file, rest) = files.entry(&hit.chunk.path).or_insert_with(|| {
-            (
-                FileHit {
-                    path: hit.chunk.path.clone(),
-                    score: f32::NEG_INFINITY,
-                    chunks: 0,
-                    best_rank: hit.rank,
-                },
-                0.0,
-            )
-        });
-        if hit.score > file.score {
-            if file.score.is_finite() {
-                *rest += file.score;
-            }
-            file.score = hit.score;
-        } else {
-            *rest += hit.score;
-        }
-        file.chunks += 1;
-        file.best_rank = file.best_rank.min(hit.rank);
+/// Orders chunk hits by the ranking stage: a hit's score is the reciprocal-rank fusion
+/// (k = 60) of its file's rank and its own rank in the lanes, so the best chunks of the best
+/// files lead. Returns the first `k` hits and files.
+pub fn order_by_files(
+    mut hits: Vec<SearchHit>,
+    ranked: Vec<rank::RankedFile>,
+    k: usize,
+) -> (Vec<SearchHit>, Vec<FileHit>) {
+    const RRF_K: f32 = 60.0;
+    let file_rank: HashMap<&str, usize> = ranked
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.path.as_str(), i + 1))
+        .collect();
+    let unranked = ranked.len() + 1;
+    for hit in &mut hits {
+        let r_file = file_rank
+            .get(hit.chunk.path.as_str())
+            .copied()
+            .unwrap_or(unranked);
+        hit.score = 1.0 / (RRF_K + r_file as f32) + 1.0 / (RRF_K + hit.rank as f32);
     }
-    let mut out: Vec<(FileHit, f32)> = files.into_values().collect();
-    out.sort_by(|(a, ra), (b, rb)| {
+    hits.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
-            .then_with(|| rb.total_cmp(ra))
-            .then_with(|| a.path.cmp(&b.path))
+            .then_with(|| a.rank.cmp(&b.rank))
     });
-    out.truncate(k);
-    out.into_iter().map(|(f, _)| f).collect()
+    hits.truncate(k);
+    for (i, hit) in hits.iter_mut().enumerate() {
+        hit.rank = i + 1;
+    }
+    let mut best: HashMap<&str, usize> = HashMap::new();
+    for hit in &hits {
+        best.entry(hit.chunk.path.as_str()).or_insert(hit.rank);
+    }
+    let files = ranked
+        .into_iter()
+        .take(k)
+        .map(|f| FileHit {
+            best_rank: best.get(f.path.as_str()).copied().unwrap_or(0),
+            path: f.path,
+            score: f.score,
+            chunks: f.chunks,
+            why: f.why,
+        })
+        .collect();
+    (hits, files)
 }
 
 /// The indexed paths a glob matches. `*` crosses directories, so `*.rs` means every Rust file.
@@ -306,30 +333,32 @@ mod tests {
     }
 
     #[test]
-    fn files_rank_by_their_best_hit_then_the_rest() {
-        let mut a2 = chunk("a2");
-        a2.path = "a.rs".into();
-        let mut c2 = chunk("c2");
-        c2.path = "c.rs".into();
-        // Lexical ranks: b 1, a 2, a2 3, c 4, c2 5. Dense: c 1, a 2.
+    fn hits_follow_their_files_rank_then_their_own() {
+        // Lane order: a, b, c (a.rs, b.rs, c.rs); the ranking stage puts c.rs first.
         let hits = fuse(
-            vec![chunk("b"), chunk("a"), a2, chunk("c"), c2],
-            vec![chunk("c"), chunk("a")],
+            vec![chunk("a"), chunk("b"), chunk("c")],
+            vec![],
             Fusion::default(),
         );
-        let files = rank_files(&hits, 10);
-        let order: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        // a: 1/62 + 1/62 (best), c: 1/64 + 1/61 (best, but lower), b: 1/61 alone; a2 and c2
-        // only break ties.
-        assert_eq!(order, vec!["a.rs", "c.rs", "b.rs"]);
-        assert_eq!(files[0].chunks, 2);
-        assert_eq!(files[0].best_rank, 1);
-        // A tie on the best hit goes to the file with more behind it.
-        let (mut z, mut z2) = (chunk("z"), chunk("z2"));
-        z2.path = "z.rs".into();
-        z.path = "z.rs".into();
-        let tie = fuse(vec![chunk("x"), z2], vec![z], Fusion::default());
-        let files = rank_files(&tie, 10);
-        assert_eq!(files[0].path, "z.rs");
+        let ranked = ["c.rs", "a.rs", "b.rs"]
+            .iter()
+            .map(|p| rank::RankedFile {
+                path: p.to_string(),
+                score: 0.0,
+                chunks: 1,
+                why: Vec::new(),
+            })
+            .collect();
+        let (hits, files) = order_by_files(hits, ranked, 2);
+        let order: Vec<(&str, usize)> =
+            hits.iter().map(|h| (h.chunk.id.as_str(), h.rank)).collect();
+        // c: 1/61 + 1/63; a: 1/62 + 1/61; b: 1/63 + 1/62 (a and c tie on the sum of
+        // reciprocals; the lane's order breaks it).
+        assert_eq!(order, vec![("a", 1), ("c", 2)]);
+        let files: Vec<(&str, usize)> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.best_rank))
+            .collect();
+        assert_eq!(files, vec![("c.rs", 2), ("a.rs", 1)]);
     }
 }

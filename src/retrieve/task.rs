@@ -112,6 +112,13 @@ fn looks_like_code(word: &str, called: bool, quoted: bool) -> bool {
 /// frame last; every other format (Rust, Go, Java, JavaScript) lists it first: the result
 /// always has it first.
 pub fn read_task(task: &str) -> TaskSignals {
+    // What a task names is in its first pages; the rest of a pasted log costs time only.
+    let mut end = task.len().min(super::query::MAX_TASK_BYTES);
+    while !task.is_char_boundary(end) {
+        end -= 1;
+    }
+    let stripped = super::query::strip_template(&task[..end]);
+    let task = stripped.as_ref();
     let p = patterns();
     let mut signals = TaskSignals::default();
     let mut seen_spans: Vec<(usize, usize)> = Vec::new();
@@ -257,6 +264,8 @@ pub fn read_task(task: &str) -> TaskSignals {
         }
     }
     identifiers.truncate(16);
+    // The failing frames lead: the rest of a deep trace adds lookups, not evidence.
+    signals.mentions.truncate(32);
     signals.identifiers = identifiers;
     signals
 }
@@ -290,6 +299,28 @@ mod tests {
                 frame /srv/app/billing/invoice.py:40 compute_total
                 frame /srv/app/billing/cli.py:12 main
                 ids: compute_total main ZeroDivisionError"#]],
+        );
+    }
+
+    #[test]
+    fn go_panic_javascript_stack_and_dotted_names() {
+        check(
+            "panic: runtime error: index out of range [3] with length 3\n\ngoroutine 1 [running]:\nmain.(*Matcher).Match(0xc000010000)\n\t/home/ci/fzf/src/matcher.go:142 +0x1d\nmain.main()\n\t/home/ci/fzf/main.go:9 +0x25\n",
+            expect![[r#"
+                frame /home/ci/fzf/src/matcher.go:142 
+                frame /home/ci/fzf/main.go:9 
+                ids: "#]],
+        );
+        check(
+            "TypeError: Cannot read properties of undefined (reading 'host')\n    at parseUrl (/app/node_modules/axios/lib/helpers/parseUrl.js:12:20)\n    at Axios.request (/app/node_modules/axios/lib/core/Axios.js:45:9)",
+            expect![[r#"
+                frame /app/node_modules/axios/lib/helpers/parseUrl.js:12 
+                frame /app/node_modules/axios/lib/core/Axios.js:45 
+                ids: parseUrl"#]],
+        );
+        check(
+            "Opening a file with `astropy.io.fits.open` then calling fits.Card.fromstring(x) loses the comment",
+            expect!["ids: open fromstring"],
         );
     }
 

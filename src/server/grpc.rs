@@ -542,9 +542,19 @@ impl CodeContext for Service {
                             path: f.path,
                             score: f.score,
                             hits: f.chunks as u32,
+                            why: f
+                                .why
+                                .into_iter()
+                                .map(|c| pb::Contribution {
+                                    feature: c.feature,
+                                    value: c.value,
+                                    contribution: c.contribution,
+                                })
+                                .collect(),
                         })
                         .collect(),
                     took_ms: r.took_ms,
+                    ranker: r.ranker,
                 })
             }),
         )

@@ -154,6 +154,85 @@ pub fn commit_exists(root: &Path, commit: &str) -> bool {
     git(root, &["cat-file", "-e", &spec]).is_some()
 }
 
+/// A commit's committer time (seconds since the epoch); `None` when it is not there.
+pub fn commit_time(root: &Path, commit: &str) -> Option<i64> {
+    if commit.starts_with('-') {
+        return None;
+    }
+    git(root, &["log", "-1", "--format=%ct", commit, "--"])?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A commit of a repository's history, as the history lane indexes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCommit {
+    pub id: String,
+    /// Committer time, seconds since the epoch.
+    pub time: i64,
+    pub message: String,
+    /// The files it changed (new names of renamed files).
+    pub paths: Vec<String>,
+}
+
+/// The non-merge commits reachable from `commit` and from none of `known` (commits whose
+/// history was read before; ones that no longer exist are ignored), newest first, at most
+/// `max`.
+pub fn history(
+    root: &Path,
+    commit: &str,
+    known: &[String],
+    max: usize,
+) -> Result<Vec<HistoryCommit>> {
+    if max == 0 || commit.starts_with('-') {
+        return Ok(Vec::new());
+    }
+    let max_count = format!("--max-count={max}");
+    let mut args: Vec<&str> = vec![
+        "log",
+        "--no-merges",
+        "--no-renames",
+        "--format=%x1e%H%x1f%ct%x1f%B%x1f",
+        "--name-only",
+        &max_count,
+        commit,
+    ];
+    let known: Vec<&String> = known
+        .iter()
+        .filter(|k| k.as_str() != commit && !k.starts_with('-') && commit_exists(root, k))
+        .collect();
+    if !known.is_empty() {
+        args.push("--not");
+        args.extend(known.iter().map(|k| k.as_str()));
+    }
+    args.push("--");
+    let out = git_checked(root, &args)?;
+    let text = String::from_utf8_lossy(&out);
+    let mut commits = Vec::new();
+    for record in text.split('\u{1e}').filter(|r| !r.trim().is_empty()) {
+        let mut fields = record.splitn(4, '\u{1f}');
+        let (Some(id), Some(time), Some(message), rest) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        commits.push(HistoryCommit {
+            id: id.trim().to_string(),
+            time: time.trim().parse().unwrap_or(0),
+            message: message.trim().to_string(),
+            paths: rest
+                .unwrap_or_default()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    Ok(commits)
+}
+
 /// The content of `path` at `commit`; `None` when it is not there.
 pub fn show_file(root: &Path, commit: &str, path: &str) -> Option<Vec<u8>> {
     let spec = format!("{commit}:{path}");

@@ -2,6 +2,7 @@
 //! line windows for everything else. The chunker does no I/O and never fails.
 
 pub mod code;
+pub mod imports;
 pub mod spec;
 pub mod text;
 
