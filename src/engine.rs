@@ -279,6 +279,15 @@ impl Engine {
             .map_err(Error::Unavailable)
     }
 
+    /// Starts what dense queries need (the embedder and its query sessions) ahead of the
+    /// first search; a server calls it at start. Without a model this does nothing: the
+    /// searches will say why they answer lexically.
+    pub fn prepare_queries(&self) {
+        if let Err(e) = self.embedder().and_then(|e| e.prepare_queries()) {
+            tracing::debug!("dense queries not prepared: {e}");
+        }
+    }
+
     fn cache(&self) -> Result<Arc<EmbeddingCache>> {
         self.cache
             .get_or_init(|| {
@@ -1192,6 +1201,7 @@ impl Engine {
         }
         // A secret pasted into a query never reaches the model either.
         let text = crate::redact::redact(&req.query).text;
+        embedder.prepare_queries().map_err(|e| e.to_string())?;
         let query = self.embed_query_within(embedder, &text)?;
         let filter = VectorFilter {
             language: req.language,

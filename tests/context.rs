@@ -501,6 +501,10 @@ fn a_file_at_its_cap_does_not_end_the_pack_while_other_files_have_room() {
     request.mode = SearchMode::Lexical;
     request.options.convention_share = 0.0;
     request.options.search_depth = 200;
+    // The cap is half the budget whatever the task's breadth (broad tasks may give one
+    // file more by default).
+    request.options.file_share = 0.5;
+    request.options.broad_file_share = 0.5;
     let pack = engine.context(root, &request).unwrap();
     let all = describe(&pack);
     let widgets: usize = pack

@@ -1033,8 +1033,16 @@ fn embedding_runs_behind_the_reindex_and_resumes_when_the_server_restarts() {
     let repo = fixture_repo();
     let root = repo.path().canonicalize().unwrap().display().to_string();
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The claim here is resumption, not latency: a loaded CI machine may take seconds to
+    // run the model's first query, which must not cost the search its dense lane.
+    let patient = |data: &std::path::Path| {
+        let mut config = codectx::config::Config::with_data_dir(data);
+        config.embed.query_timeout = std::time::Duration::from_secs(120);
+        codectx::Engine::new(config).unwrap()
+    };
     runtime.block_on(async {
-        let (engine, data) = engine();
+        let data = tempfile::tempdir().unwrap();
+        let engine = patient(data.path());
         // A lexical-only index, then the server stops: nothing embedded.
         let mut server = start(engine).await;
         let mut c = client(&server).await;
@@ -1046,8 +1054,7 @@ fn embedding_runs_behind_the_reindex_and_resumes_when_the_server_restarts() {
         server.done.take().unwrap().await.unwrap().unwrap();
 
         // The next server resumes the embedding on its own, with no reindex asked.
-        let engine =
-            codectx::Engine::new(codectx::config::Config::with_data_dir(data.path())).unwrap();
+        let engine = patient(data.path());
         let mut server = start(engine).await;
         let mut c = client(&server).await;
         let status = wait_for_status(&mut c, &root, |s| s.dense_coverage >= 1.0).await;

@@ -323,4 +323,13 @@ impl Embedder for LocalEmbedder {
         }
         Ok(v)
     }
+
+    fn prepare_queries(&self) -> Result<()> {
+        // A built-in model may still have to be downloaded: that stays on the query's
+        // timed path, so that an unreachable hub costs the dense lane, never a hang.
+        if self.config.model_name.is_some() {
+            return Ok(());
+        }
+        self.query_sessions().map(|_| ())
+    }
 }

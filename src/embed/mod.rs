@@ -19,6 +19,13 @@ pub trait Embedder: Send + Sync {
     fn embed_documents(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
     /// Embeds a search query (with the model's query prefix, if it has one).
     fn embed_query(&self, text: &str) -> Result<Vec<f32>>;
+    /// Does the one-off work queries need (starting sessions from local files), so that a
+    /// query's time limit measures the query and not the start: otherwise the first search
+    /// after a start, on a loaded machine, would lose its dense lane and answer differently
+    /// from the same search a moment later. Nothing here may wait on the network.
+    fn prepare_queries(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Bytes of chunk body kept in the embedded text; the model reads about 256 tokens anyway.

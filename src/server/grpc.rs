@@ -749,6 +749,8 @@ pub async fn serve(
                     for_resume.enqueue(&root);
                 }
             }
+            // The first hybrid search should not pay for starting the query sessions.
+            resume.prepare_queries();
         });
         metrics.watch_worker(Arc::clone(&worker));
         api = api.with_embedding(worker);
