@@ -41,9 +41,15 @@ pub struct ChunkConfig {
     pub merge_max_bytes: usize,
     /// Lines per window for files chunked by lines.
     pub window_lines: usize,
-    /// Time allowed to parse one file before it falls back to line windows.
-    pub parse_budget: Duration,
+    /// Work allowed to parse one file and find its definitions before it falls back to
+    /// line windows, in the chunker's work units (counted, not timed, so that the same
+    /// file gets the same chunks on a busy machine as on an idle one; see
+    /// `syntax::code::Budget`). The default is about one second of one core here.
+    pub parse_work: u64,
 }
+
+/// The chunker's default work budget per file (see [`ChunkConfig::parse_work`]).
+pub const DEFAULT_PARSE_WORK: u64 = 1_000_000;
 
 impl Default for ChunkConfig {
     fn default() -> Self {
@@ -53,7 +59,7 @@ impl Default for ChunkConfig {
             merge_below_bytes: 160,
             merge_max_bytes: 800,
             window_lines: 60,
-            parse_budget: Duration::from_millis(1000),
+            parse_work: DEFAULT_PARSE_WORK,
         }
     }
 }

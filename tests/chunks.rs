@@ -135,7 +135,7 @@ fn large_function_splits_at_statements() {
     }
 }
 
-/// A parse that exceeds its time budget falls back to line windows and says so.
+/// A parse that exceeds its work budget falls back to line windows and says so.
 #[test]
 fn parse_budget_falls_back_to_lines() {
     let mut text = String::new();
@@ -143,7 +143,7 @@ fn parse_budget_falls_back_to_lines() {
         writeln!(text, "fn f{i}(x: u32) -> u32 {{ x + {i} }}").unwrap();
     }
     let config = ChunkConfig {
-        parse_budget: std::time::Duration::from_micros(1),
+        parse_work: 1,
         ..ChunkConfig::default()
     };
     let out = chunk_file("huge.rs", Language::Rust, &text, &config);
@@ -166,6 +166,65 @@ fn parse_budget_falls_back_to_lines() {
         .map(|c| c.span.end_line - c.span.start_line + 1)
         .sum();
     assert_eq!(covered, 40_000, "every line is in some window");
+}
+
+/// The budget counts work, not time: a file given just enough of it gets the same chunks
+/// on a machine kept busy by other threads as on an idle one, every time. (With a
+/// wall-clock deadline this tight, the busy runs fell back to line windows.)
+#[test]
+fn a_file_at_the_edge_of_its_budget_gets_the_same_chunks_however_busy_the_machine() {
+    let mut text = String::new();
+    for i in 0..3_000 {
+        writeln!(
+            text,
+            "class Widget{i}:\n    def turn(self, x):\n        return x + {i}\n"
+        )
+        .unwrap();
+    }
+    let chunk = |units: u64| {
+        let config = ChunkConfig {
+            parse_work: units,
+            ..ChunkConfig::default()
+        };
+        chunk_file("widgets.py", Language::Python, &text, &config)
+    };
+    let parsed = |out: &ChunkOutput| out.diagnostics.iter().all(|d| !d.fallback);
+    // The smallest budget that still parses, by bisection (the answer is deterministic).
+    let (mut low, mut high) = (0u64, codectx::config::DEFAULT_PARSE_WORK);
+    assert!(parsed(&chunk(high)), "the default budget parses this file");
+    while high - low > 1 {
+        let mid = (low + high) / 2;
+        if parsed(&chunk(mid)) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    assert!(!parsed(&chunk(low)), "one unit less falls back");
+    let idle = render(&chunk(high));
+    assert!(!idle.contains(" lines"), "parsed by definitions:\n{idle}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                x
+            })
+        })
+        .collect();
+    let busy: Vec<String> = (0..5).map(|_| render(&chunk(high))).collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
+    }
+    for run in busy {
+        assert_eq!(run, idle, "the same chunks under load");
+    }
 }
 
 /// Broken syntax still yields chunks (tree-sitter recovers) and a diagnostic, never a panic.

@@ -229,7 +229,7 @@ fn a_file_over_the_parse_budget_is_indexed_by_lines_and_reported() {
     write(dir.path(), "small.rs", "fn small_one() {}\n");
     let data = tempfile::tempdir().unwrap();
     let mut config = codectx::config::Config::with_data_dir(data.path());
-    config.chunk.parse_budget = std::time::Duration::from_micros(1);
+    config.chunk.parse_work = 1;
     config.walk.max_file_bytes = 4 * 1024 * 1024;
     let engine = codectx::Engine::new(config).unwrap();
     let report = engine.index(dir.path(), &NoProgress).unwrap();

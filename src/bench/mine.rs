@@ -316,7 +316,7 @@ pub fn mine_docs(packages: &[Package], out: &Path) -> Result<(Vec<Entry>, MineRe
         max_chunk_bytes: 1,
         target_chunk_bytes: 1,
         merge_below_bytes: 0,
-        parse_budget: std::time::Duration::from_secs(30),
+        parse_work: 30 * crate::config::DEFAULT_PARSE_WORK,
         ..ChunkConfig::default()
     };
     let mut report = MineReport::default();

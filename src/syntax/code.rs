@@ -5,10 +5,9 @@ use super::spec::{self, CompiledSpec};
 use super::text::windows;
 use super::{Builder, Meta};
 use crate::model::ChunkKind;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
-use std::time::Instant;
 use streaming_iterator::StreamingIterator;
 use tree_sitter::{Node, Parser, QueryCursor, QueryCursorOptions, Tree};
 
@@ -52,26 +51,13 @@ impl Def<'_> {
 }
 
 /// Chunks a code file; falls back to line windows when the grammar is missing, the parse
-/// exceeds its time budget, or the parser gives up.
+/// exceeds its work budget, or the parser gives up.
 pub fn chunk(b: &mut Builder<'_>) {
-    let deadline = Instant::now() + b.config.parse_budget;
-    chunk_within(
-        b,
-        Deadlines {
-            parse: deadline,
-            definitions: deadline,
-        },
-    );
+    let budget = Budget::new(b.config.parse_work);
+    chunk_within(b, &budget, &budget);
 }
 
-/// When each stage must be done by; one budget in production, split apart in tests.
-#[derive(Debug, Clone, Copy)]
-struct Deadlines {
-    parse: Instant,
-    definitions: Instant,
-}
-
-fn chunk_within(b: &mut Builder<'_>, deadlines: Deadlines) {
+fn chunk_within(b: &mut Builder<'_>, parse_budget: &Budget, definitions_budget: &Budget) {
     let Some(spec) = spec::compiled(b.language) else {
         b.diagnose(
             format!("no grammar for {}; chunked by lines", b.language),
@@ -79,7 +65,7 @@ fn chunk_within(b: &mut Builder<'_>, deadlines: Deadlines) {
         );
         return windows(b, 0, b.text.len(), &Meta::lines());
     };
-    let tree = match parse(&spec, b.text, deadlines.parse) {
+    let tree = match parse(&spec, b.text, parse_budget) {
         Ok(tree) => tree,
         Err(reason) => {
             b.diagnose(format!("{reason}; chunked by lines"), true);
@@ -90,11 +76,11 @@ fn chunk_within(b: &mut Builder<'_>, deadlines: Deadlines) {
     if root.has_error() {
         b.diagnose("syntax errors; chunks around them may be coarse", false);
     }
-    let Some(mut defs) = collect_defs(&spec, b.text, root, deadlines.definitions) else {
+    let Some(mut defs) = collect_defs(&spec, b.text, root, definitions_budget) else {
         b.diagnose(
             format!(
-                "definition query exceeded the parse budget of {:?}; chunked by lines",
-                b.config.parse_budget
+                "definition query exceeded the parse budget of {} work units; chunked by lines",
+                b.config.parse_work
             ),
             true,
         );
@@ -105,39 +91,62 @@ fn chunk_within(b: &mut Builder<'_>, deadlines: Deadlines) {
     emitter.level(0, emitter.b.text.len(), &roots, "", None);
 }
 
-/// A deadline for tree-sitter's progress callbacks, remembering whether it was hit.
+// The costs make one unit about one microsecond of one core of the development machine
+// (measured on pandas' frame.py, Django's query.py and cc's lib.rs: 0.8-1.1 us per unit
+// parsing, 0.5-1.4 us finding definitions), so `parse_work` reads roughly as microseconds.
+
+/// Work units one parser progress callback costs (tree-sitter calls it every 100 parser
+/// operations).
+const PARSE_STEP_UNITS: u64 = 20;
+/// Work units one query-cursor progress callback costs (every 1,000 query steps).
+const QUERY_STEP_UNITS: u64 = 100;
+/// Work units of 512 nodes walked looking for definitions.
+const WALK_STEP_UNITS: u64 = 200;
+
+/// The work one file may take, counted rather than timed: tree-sitter's progress callbacks
+/// and the nodes the definition walk visits, each a fixed number of units. The same bytes
+/// always cost the same, so a file gets the same chunks however loaded the machine is
+/// (a wall-clock deadline made a busy indexer fall back to line windows where an idle one
+/// did not). Remembers whether it ran out.
 struct Budget {
-    deadline: Instant,
-    exceeded: bool,
+    left: Cell<u64>,
+    exceeded: Cell<bool>,
 }
 
 impl Budget {
-    fn new(deadline: Instant) -> Budget {
+    fn new(units: u64) -> Budget {
         Budget {
-            deadline,
-            exceeded: false,
+            left: Cell::new(units),
+            exceeded: Cell::new(false),
         }
     }
 
-    fn check(&mut self) -> ControlFlow<()> {
-        if Instant::now() > self.deadline {
-            self.exceeded = true;
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+    fn spend(&self, units: u64) -> ControlFlow<()> {
+        match self.left.get().checked_sub(units) {
+            Some(left) if !self.exceeded.get() => {
+                self.left.set(left);
+                ControlFlow::Continue(())
+            }
+            _ => {
+                self.exceeded.set(true);
+                ControlFlow::Break(())
+            }
         }
+    }
+
+    fn exceeded(&self) -> bool {
+        self.exceeded.get()
     }
 }
 
-fn parse(spec: &CompiledSpec, text: &str, deadline: Instant) -> Result<Tree, String> {
+fn parse(spec: &CompiledSpec, text: &str, budget: &Budget) -> Result<Tree, String> {
     PARSER.with(|cell| {
         let mut parser = cell.borrow_mut();
         parser
             .set_language(&spec.ts_language)
             .map_err(|e| format!("grammar version mismatch: {e}"))?;
         let bytes = text.as_bytes();
-        let mut budget = Budget::new(deadline);
-        let mut progress = |_: &tree_sitter::ParseState| budget.check();
+        let mut progress = |_: &tree_sitter::ParseState| budget.spend(PARSE_STEP_UNITS);
         let options = tree_sitter::ParseOptions::new().progress_callback(&mut progress);
         let tree = parser.parse_with_options(
             &mut |offset, _| bytes.get(offset..).unwrap_or_default(),
@@ -147,7 +156,7 @@ fn parse(spec: &CompiledSpec, text: &str, deadline: Instant) -> Result<Tree, Str
         parser.reset();
         match tree {
             Some(tree) => Ok(tree),
-            None if budget.exceeded => Err("parse exceeded its time budget".to_string()),
+            None if budget.exceeded() => Err("parse exceeded its work budget".to_string()),
             None => Err("the parser gave up".to_string()),
         }
     })
@@ -172,9 +181,9 @@ pub fn definitions(
     strategy: QueryStrategy,
 ) -> Option<Vec<(usize, usize, ChunkKind, String)>> {
     let spec = spec::compiled(language)?;
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
-    let tree = parse(&spec, text, deadline).ok()?;
-    let mut defs = collect_defs_with(&spec, text, tree.root_node(), deadline, strategy)?;
+    let budget = Budget::new(u64::MAX);
+    let tree = parse(&spec, text, &budget).ok()?;
+    let mut defs = collect_defs_with(&spec, text, tree.root_node(), &budget, strategy)?;
     defs.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     Some(
         defs.into_iter()
@@ -183,21 +192,22 @@ pub fn definitions(
     )
 }
 
-/// Runs the definition query and normalises each captured definition; `None` on timeout.
+/// Runs the definition query and normalises each captured definition; `None` when the
+/// budget ran out.
 fn collect_defs<'t>(
     spec: &CompiledSpec,
     text: &str,
     root: Node<'t>,
-    deadline: Instant,
+    budget: &Budget,
 ) -> Option<Vec<Def<'t>>> {
-    collect_defs_with(spec, text, root, deadline, QueryStrategy::StartNodes)
+    collect_defs_with(spec, text, root, budget, QueryStrategy::StartNodes)
 }
 
 fn collect_defs_with<'t>(
     spec: &CompiledSpec,
     text: &str,
     root: Node<'t>,
-    deadline: Instant,
+    budget: &Budget,
     strategy: QueryStrategy,
 ) -> Option<Vec<Def<'t>>> {
     let mut collector = Collector {
@@ -209,7 +219,6 @@ fn collect_defs_with<'t>(
     };
     let mut cursor = QueryCursor::new();
     cursor.set_match_limit(4096);
-    let mut budget = Budget::new(deadline);
     match (&spec.start_kinds, strategy) {
         (Some(start_kinds), QueryStrategy::StartNodes) => {
             // A query cursor pays for every node it visits (field and supertype bookkeeping);
@@ -231,12 +240,12 @@ fn collect_defs_with<'t>(
                 {
                     // The query at one node (the root, for Python's module-level constants)
                     // may itself walk far: it answers to the same budget.
-                    if !collector.query_at(&mut cursor, node, &mut budget) {
+                    if !collector.query_at(&mut cursor, node, budget) {
                         return None;
                     }
                 }
                 visited += 1;
-                if visited.is_multiple_of(512) && budget.check().is_break() {
+                if visited.is_multiple_of(512) && budget.spend(WALK_STEP_UNITS).is_break() {
                     return None;
                 }
                 // Below a node, descend only if the grammar lets a start kind occur there
@@ -268,7 +277,7 @@ fn collect_defs_with<'t>(
             // Definitions that matter for chunking sit near the top (namespaces, classes,
             // impls and their members); not descending into deep bodies keeps the query cheap.
             cursor.set_max_start_depth(Some(MAX_DEFINITION_DEPTH));
-            if !collector.query_at(&mut cursor, root, &mut budget) {
+            if !collector.query_at(&mut cursor, root, budget) {
                 return None;
             }
         }
@@ -288,8 +297,8 @@ struct Collector<'s, 't> {
 impl<'t> Collector<'_, 't> {
     /// Runs the definition query at `node` (as deep as `cursor` allows) and accepts every
     /// match; false when the budget ran out, leaving the definitions incomplete.
-    fn query_at(&mut self, cursor: &mut QueryCursor, node: Node<'t>, budget: &mut Budget) -> bool {
-        let mut progress = |_: &tree_sitter::QueryCursorState| budget.check();
+    fn query_at(&mut self, cursor: &mut QueryCursor, node: Node<'t>, budget: &Budget) -> bool {
+        let mut progress = |_: &tree_sitter::QueryCursorState| budget.spend(QUERY_STEP_UNITS);
         let options = QueryCursorOptions::new().progress_callback(&mut progress);
         let mut matches =
             cursor.matches_with_options(&self.spec.query, node, self.text.as_bytes(), options);
@@ -297,7 +306,7 @@ impl<'t> Collector<'_, 't> {
             self.accept(m);
         }
         drop(matches);
-        !budget.exceeded
+        !budget.exceeded()
     }
 
     fn accept(&mut self, m: &tree_sitter::QueryMatch<'_, 't>) {
@@ -829,7 +838,6 @@ mod tests {
     use super::*;
     use crate::config::ChunkConfig;
     use crate::model::Language;
-    use std::time::Duration;
 
     /// Enough definitions that the walk and the query both pass their periodic budget checks.
     fn many_functions(language: Language, n: usize) -> String {
@@ -846,26 +854,24 @@ mod tests {
     fn chunk_with(
         language: Language,
         text: &str,
-        definitions_in: Duration,
+        definition_units: u64,
     ) -> super::super::ChunkOutput {
         let config = ChunkConfig::default();
         let mut b = Builder::new("gen.src", language, text, &config);
         chunk_within(
             &mut b,
-            Deadlines {
-                parse: Instant::now() + Duration::from_secs(60),
-                definitions: Instant::now() + definitions_in,
-            },
+            &Budget::new(u64::MAX),
+            &Budget::new(definition_units),
         );
         b.finish()
     }
 
     #[test]
-    fn a_definition_query_past_its_deadline_falls_back_to_lines_and_says_so() {
+    fn a_definition_query_past_its_budget_falls_back_to_lines_and_says_so() {
         for language in [Language::Rust, Language::Python] {
             let text = many_functions(language, 2000);
             // The control: with time to spare the same text is chunked by its definitions.
-            let out = chunk_with(language, &text, Duration::from_secs(60));
+            let out = chunk_with(language, &text, u64::MAX);
             assert!(
                 out.diagnostics.is_empty(),
                 "{language:?}: {:?}",
@@ -879,7 +885,7 @@ mod tests {
             );
 
             // Parsed in time, but the definitions are due the moment parsing ends.
-            let out = chunk_with(language, &text, Duration::ZERO);
+            let out = chunk_with(language, &text, 0);
             assert_eq!(
                 out.diagnostics.len(),
                 1,
@@ -890,7 +896,7 @@ mod tests {
             assert!(d.fallback, "{language:?}");
             assert!(
                 d.message
-                    .starts_with("definition query exceeded the parse budget of 1s"),
+                    .starts_with("definition query exceeded the parse budget of "),
                 "{language:?}: {}",
                 d.message
             );
@@ -910,17 +916,23 @@ mod tests {
         for language in [Language::Rust, Language::Python] {
             let text = many_functions(language, 2000);
             let spec = spec::compiled(language).unwrap();
-            let far = Instant::now() + Duration::from_secs(60);
-            let tree = parse(&spec, &text, far).unwrap();
+            let tree = parse(&spec, &text, &Budget::new(u64::MAX)).unwrap();
             for strategy in [QueryStrategy::StartNodes, QueryStrategy::WholeTree] {
-                let all = collect_defs_with(&spec, &text, tree.root_node(), far, strategy).unwrap();
+                let all = collect_defs_with(
+                    &spec,
+                    &text,
+                    tree.root_node(),
+                    &Budget::new(u64::MAX),
+                    strategy,
+                )
+                .unwrap();
                 assert!(
                     all.len() >= 2000,
                     "{language:?} {strategy:?}: {}",
                     all.len()
                 );
                 let late =
-                    collect_defs_with(&spec, &text, tree.root_node(), Instant::now(), strategy);
+                    collect_defs_with(&spec, &text, tree.root_node(), &Budget::new(0), strategy);
                 assert!(late.is_none(), "{language:?} {strategy:?}");
             }
         }
