@@ -61,13 +61,13 @@ pub fn run(action: HookCommand, config: &Config) -> Result<()> {
         HookCommand::Install { repo, server } => {
             let installed = install(&repo, server.as_deref(), config)?;
             for line in installed {
-                println!("{line}");
+                crate::outln!("{line}");
             }
             Ok(())
         }
         HookCommand::Uninstall { repo } => {
             for line in uninstall(&repo)? {
-                println!("{line}");
+                crate::outln!("{line}");
             }
             Ok(())
         }

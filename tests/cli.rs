@@ -297,3 +297,106 @@ fn serve_reads_its_options_from_a_toml_file() {
         "{err}"
     );
 }
+
+/// A reader that goes away (`codectx search ... | head -1`) ends the output quietly: no
+/// panic, no backtrace, status 0 (as ripgrep), the work done.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let root = repo.path().to_str().unwrap();
+    let commands: [&[&str]; 4] = [
+        &["index", root, "--no-embed", "--json"],
+        &[
+            "search", "fn", "--repo", root, "--json", "-k", "200", "--mode", "lexical",
+        ],
+        &[
+            "search", "fn", "--repo", root, "-k", "200", "--mode", "lexical",
+        ],
+        &["status", "--repo", root],
+    ];
+    for args in commands {
+        let mut child = crate::support::codectx_command(data.path(), args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the first byte is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // The index the closed pipe's `index` run wrote is whole.
+    let status = json(&codectx(data.path(), &["status", "--repo", root, "--json"]));
+    assert_eq!(status["files"], 15);
+}
+
+/// Escape sequences in a file's name or content are shown, never obeyed, by the human
+/// output of `search` and `context`; `--json` carries them as JSON escapes.
+#[test]
+fn terminal_escapes_in_files_are_shown_not_obeyed() {
+    let repo = tempfile::tempdir().unwrap();
+    let hostile = "def pwned_title():\n    return \"\x1b]0;pwned\x07\x1b[2J\u{202e}\"\n";
+    write(repo.path(), "evil\x1b[31mname.py", hostile);
+    write(repo.path(), "plain.py", "def fine():\n    return 1\n");
+    crate::support::git(repo.path(), &["init", "-q"]);
+    crate::support::git(repo.path(), &["add", "-A"]);
+    crate::support::git(repo.path(), &["commit", "-q", "-m", "hostile"]);
+    let data = tempfile::tempdir().unwrap();
+    let root = repo.path().to_str().unwrap();
+    let index = codectx(data.path(), &["index", root, "--no-embed"]);
+    assert!(
+        index.status.success(),
+        "{}",
+        String::from_utf8_lossy(&index.stderr)
+    );
+
+    for args in [
+        &["search", "pwned_title", "--repo", root, "--mode", "lexical"][..],
+        &[
+            "context",
+            "fix pwned_title",
+            "--repo",
+            root,
+            "--mode",
+            "lexical",
+        ][..],
+    ] {
+        let out = codectx(data.path(), args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("pwned_title"), "{args:?}: {text}");
+        for control in ['\x1b', '\x07', '\u{202e}'] {
+            assert!(
+                !text.contains(control),
+                "{args:?} printed {control:?}: {text:?}"
+            );
+        }
+        assert!(
+            text.contains("\\x1b]0;pwned\\x07\\x1b[2J"),
+            "{args:?}: {text}"
+        );
+        assert!(text.contains("evil\\x1b[31mname.py"), "{args:?}: {text}");
+    }
+    let out = codectx(
+        data.path(),
+        &[
+            "search",
+            "pwned_title",
+            "--repo",
+            root,
+            "--mode",
+            "lexical",
+            "--json",
+        ],
+    );
+    let hits = json(&out);
+    assert_eq!(hits["hits"][0]["chunk"]["path"], "evil\x1b[31mname.py");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\x1b'));
+}

@@ -211,12 +211,9 @@ pub fn run(repo: &Path, iterations: usize, json_out: bool, config: Config) -> Re
         "wall_s": wall,
     });
     if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).unwrap_or_default()
-        );
+        crate::cli::out::json(&serde_json::to_string_pretty(&result).unwrap_or_default());
     } else {
-        println!(
+        crate::outln!(
             "agent loop overhead per iteration ({} iterations of {} tool calls, model and tests excluded): p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
             overhead.len(),
             TURNS_PER_ITERATION,
@@ -224,7 +221,7 @@ pub fn run(repo: &Path, iterations: usize, json_out: bool, config: Config) -> Re
             percentile(&overhead, 0.9),
             overhead.last().copied().unwrap_or(0.0)
         );
-        println!(
+        crate::outln!(
             "reference, one GetContext round trip (budget 3000) in this run: p50 {:.1} ms; overhead / reference = {:.2}",
             percentile(&reference, 0.5),
             result["overhead_over_get_context_p50"]
@@ -232,7 +229,7 @@ pub fn run(repo: &Path, iterations: usize, json_out: bool, config: Config) -> Re
                 .unwrap_or(0.0)
         );
         for (k, v) in breakdown.as_object().into_iter().flatten() {
-            println!("  mean {k}: {:.1} ms", v.as_f64().unwrap_or(0.0));
+            crate::outln!("  mean {k}: {:.1} ms", v.as_f64().unwrap_or(0.0));
         }
     }
     Ok(())

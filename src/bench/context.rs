@@ -185,12 +185,11 @@ pub fn run(corpus: &Path, options: &ContextBenchOptions, json: bool, config: Con
         degraded,
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).map_err(|e| Error::Internal(e.to_string()))?
+        crate::cli::out::json(
+            &serde_json::to_string_pretty(&result).map_err(|e| Error::Internal(e.to_string()))?,
         );
     } else {
-        println!(
+        crate::outln!(
             "{} tasks on {} ({} chunks, {:.0}% embedded), budget {budget}\n\
              pack    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({:.1} items, {:.0} tokens on average)\n\
              \x20 phases p50 / p99: search lane {:.1} / {:.1} ms, other lanes and expansion {:.1} / {:.1} ms, packing {:.1} / {:.1} ms\n\

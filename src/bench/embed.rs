@@ -66,30 +66,35 @@ pub fn run(corpus: &Path, json: bool, mut config: Config) -> Result<()> {
         reindex_model_texts: again.embedded,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::cli::out::json(&serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        println!(
+        crate::outln!(
             "corpus: {} ({} chunks, model {})",
-            out.corpus, out.chunks, out.model
+            out.corpus,
+            out.chunks,
+            out.model
         );
-        println!();
-        println!("| measure | value |");
-        println!("|---|---|");
-        println!(
+        crate::outln!();
+        crate::outln!("| measure | value |");
+        crate::outln!("|---|---|");
+        crate::outln!(
             "| raw model calls on the chunk texts | {:.1} s, {:.1} chunks/s |",
-            out.raw_seconds, out.raw_chunks_s
+            out.raw_seconds,
+            out.raw_chunks_s
         );
-        println!(
+        crate::outln!(
             "| pipeline embedding pass (cache, model, vector store) | {:.1} s, {:.1} chunks/s |",
-            out.pipeline_seconds, out.pipeline_chunks_s
+            out.pipeline_seconds,
+            out.pipeline_chunks_s
         );
-        println!(
+        crate::outln!(
             "| pipeline / raw throughput | {:.3} |",
             out.pipeline_over_raw
         );
-        println!(
+        crate::outln!(
             "| re-index + re-embed of the unchanged tree | {:.2} s, {} texts sent to the model |",
-            out.reindex_seconds, out.reindex_model_texts
+            out.reindex_seconds,
+            out.reindex_model_texts
         );
     }
     Ok(())

@@ -189,12 +189,9 @@ pub fn run(modules: usize, rounds: usize, json_out: bool) -> Result<()> {
         "runner_over_by_hand": r / h.max(1e-9),
     });
     if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).unwrap_or_default()
-        );
+        crate::cli::out::json(&serde_json::to_string_pretty(&result).unwrap_or_default());
     } else {
-        println!(
+        crate::outln!(
             "gate run (bug_fix_isolated: semgrep, OSV audit, tests, coverage on base and head; {modules} modules; isolation {isolation}): median of {rounds}: runner {r:.2} s, the same commands by hand {h:.2} s, overhead {:+.2} s ({:.2}x)",
             r - h,
             r / h.max(1e-9)

@@ -115,7 +115,7 @@ pub fn run(corpus: &Path, queries: usize, json: bool, mut config: Config) -> Res
         search_max_ms: latencies.last().copied().unwrap_or(0.0),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::cli::out::json(&serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print_markdown(&out);
     }
@@ -165,42 +165,49 @@ fn time_searches(engine: &Engine, corpus: &Path, n: usize) -> Result<Vec<f64>> {
 }
 
 fn print_markdown(r: &Report) {
-    println!("corpus: {}", r.corpus);
-    println!();
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!(
+    crate::outln!("corpus: {}", r.corpus);
+    crate::outln!();
+    crate::outln!("| measure | value |");
+    crate::outln!("|---|---|");
+    crate::outln!(
         "| files (walked / indexed) | {} / {} |",
-        r.reference_files, r.index_files
+        r.reference_files,
+        r.index_files
     );
-    println!(
+    crate::outln!(
         "| source bytes indexed | {:.1} MB |",
         r.index_bytes as f64 / 1e6
     );
-    println!("| chunks | {} |", r.index_chunks);
-    println!(
+    crate::outln!("| chunks | {} |", r.index_chunks);
+    crate::outln!(
         "| reference: walk + read every byte | {:.2} s, {:.1} MB/s |",
-        r.reference_seconds, r.reference_mb_s
+        r.reference_seconds,
+        r.reference_mb_s
     );
     match r.ripgrep_seconds {
-        Some(s) => println!("| ripgrep `rg --count ''` over the corpus | {s:.2} s |"),
-        None => println!("| ripgrep | not installed |"),
+        Some(s) => crate::outln!("| ripgrep `rg --count ''` over the corpus | {s:.2} s |"),
+        None => crate::outln!("| ripgrep | not installed |"),
     }
-    println!(
+    crate::outln!(
         "| codectx index (walk, read, chunk, tantivy commit) | {:.2} s |",
         r.index_seconds
     );
-    println!(
+    crate::outln!(
         "| index throughput | {:.1} MB/s, {:.0} files/s, {:.0} chunks/s |",
-        r.index_mb_s, r.index_files_s, r.index_chunks_s
+        r.index_mb_s,
+        r.index_files_s,
+        r.index_chunks_s
     );
-    println!(
+    crate::outln!(
         "| index / reference throughput | {:.3} |",
         r.throughput_ratio
     );
-    println!("| peak RSS | {:.0} MB |", r.peak_rss_mb);
-    println!(
+    crate::outln!("| peak RSS | {:.0} MB |", r.peak_rss_mb);
+    crate::outln!(
         "| search ({} queries, k=10) p50 / p99 / max | {:.2} / {:.2} / {:.2} ms |",
-        r.search_queries, r.search_p50_ms, r.search_p99_ms, r.search_max_ms
+        r.search_queries,
+        r.search_p50_ms,
+        r.search_p99_ms,
+        r.search_max_ms
     );
 }

@@ -265,16 +265,13 @@ pub fn run(corpus: &Path, options: LoadOptions, config: Config) -> Result<()> {
         "at_80_percent_of_knee": at80,
     });
     if options.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).unwrap_or_default()
-        );
+        crate::cli::out::json(&serde_json::to_string_pretty(&result).unwrap_or_default());
     } else {
-        println!(
+        crate::outln!(
             "knee: {knee:.0} requests/s ({:.0}% search)",
             options.search_share * 100.0
         );
-        println!(
+        crate::outln!(
             "at 80% of the knee ({target:.0}/s offered, {achieved:.1}/s achieved): search p50 {:.1} / p99 {:.1} / p99.9 {:.1} ms; get-context p50 {:.1} / p99 {:.1} / p99.9 {:.1} ms; errors {:?}",
             at80["search_ms"]["p50"].as_f64().unwrap_or(0.0),
             at80["search_ms"]["p99"].as_f64().unwrap_or(0.0),

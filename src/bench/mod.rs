@@ -388,13 +388,12 @@ pub fn run(which: BenchCommand, config: Config) -> crate::Result<()> {
                 write("quality.svg", quality::svg(&report))?;
             }
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report)
-                        .map_err(|e| crate::Error::Internal(e.to_string()))?
+                crate::cli::out::json(
+                    &serde_json::to_string_pretty(&report)
+                        .map_err(|e| crate::Error::Internal(e.to_string()))?,
                 );
             } else {
-                print!("{md}");
+                crate::out!("{md}");
             }
             Ok(())
         }
@@ -463,7 +462,7 @@ fn write_jsonl(entries: &[quality::Entry], out: Option<&std::path::Path>) -> cra
     match out {
         Some(path) => std::fs::write(path, text).map_err(|e| crate::Error::io(path, e)),
         None => {
-            print!("{text}");
+            crate::out!("{text}");
             Ok(())
         }
     }

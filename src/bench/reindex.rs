@@ -318,24 +318,26 @@ pub fn run(
         steps,
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?
+        crate::cli::out::json(
+            &serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?,
         );
     } else {
-        println!(
+        crate::outln!(
             "history: {} lines, {} files, {} chunks (warm-up {:.0} s)",
-            report.lines, report.files, report.chunks, report.warmup_seconds
+            report.lines,
+            report.files,
+            report.chunks,
+            report.warmup_seconds
         );
         if let Some(cold) = report.steps[0].cold_full_seconds {
-            println!(
+            crate::outln!(
                 "full index with an empty embedding cache: {cold:.1} s = {:.0}x the one-file reindex",
                 report.steps[0].cold_speedup.unwrap_or_default()
             );
         }
-        println!("files  reindex ms  full ms  speedup  cli ms  chunked  chunks +/-");
+        crate::outln!("files  reindex ms  full ms  speedup  cli ms  chunked  chunks +/-");
         for s in &report.steps {
-            println!(
+            crate::outln!(
                 "{:>5}  {:>10.1}  {:>7.0}  {:>6.0}x  {:>6.0}  {:>7}  +{} -{}",
                 s.files_in_commit,
                 s.reindex_seconds * 1000.0,

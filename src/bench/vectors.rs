@@ -177,29 +177,33 @@ pub fn run(
         hnsw: rows,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::cli::out::json(&serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        println!("{points} points x {dims} dims, {queries} queries ({source})");
-        println!();
-        println!("| measure | value |");
-        println!("|---|---|");
-        println!(
+        crate::outln!("{points} points x {dims} dims, {queries} queries ({source})");
+        crate::outln!();
+        crate::outln!("| measure | value |");
+        crate::outln!("|---|---|");
+        crate::outln!(
             "| upsert (redb commits of 10k) | {:.1} s |",
             out.upsert_seconds
         );
-        println!(
+        crate::outln!(
             "| HNSW build (first search) | {:.1} s |",
             out.index_build_seconds
         );
-        println!("| reopen + load saved HNSW | {:.2} s |", out.reopen_seconds);
-        println!(
+        crate::outln!("| reopen + load saved HNSW | {:.2} s |", out.reopen_seconds);
+        crate::outln!(
             "| exact search p50 / p99 | {:.2} / {:.2} ms |",
-            out.exact_p50_ms, out.exact_p99_ms
+            out.exact_p50_ms,
+            out.exact_p99_ms
         );
         for r in &out.hnsw {
-            println!(
+            crate::outln!(
                 "| HNSW (expansion_search {}) p50 / p99, recall@10 | {:.2} / {:.2} ms, {:.3} |",
-                r.expansion_search, r.p50_ms, r.p99_ms, r.recall_at_10
+                r.expansion_search,
+                r.p50_ms,
+                r.p99_ms,
+                r.recall_at_10
             );
         }
     }

@@ -8,6 +8,7 @@ use crate::model::Language;
 use crate::retrieve::context::ContextRequest;
 use crate::retrieve::{SearchMode, SearchRequest};
 use clap::{Parser, Subcommand};
+pub mod out;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -491,7 +492,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                     Some(reports) => reports,
                     None => {
                         if !json {
-                            println!("another codectx is indexing this repository; queued");
+                            crate::outln!("another codectx is indexing this repository; queued");
                         }
                         return Ok(());
                     }
@@ -528,7 +529,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                 }))
             } else {
                 if let Some(r) = embedded {
-                    println!(
+                    crate::outln!(
                         "  embeddings     {} vectors for {} chunks ({:.0}% coverage): {} embedded now, {} from cache, in {:.1} s [{}]",
                         r.vectors,
                         r.chunks,
@@ -656,7 +657,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                         "markdown": pack.markdown, "took_ms": pack.took_ms,
                     }));
                 }
-                print!("{}", pack.markdown);
+                crate::out!("{}", pack.markdown);
                 eprintln!(
                     "{} items, {} of {} tokens ({}), {} candidates left out, {} secrets redacted (served by {url})",
                     pack.items.len(),
@@ -679,7 +680,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             if json {
                 print_json(&pack)
             } else {
-                print!("{}", pack.markdown);
+                crate::out!("{}", pack.markdown);
                 eprintln!(
                     "{} items, {} of {} tokens ({}), {} candidates left out, {} secrets redacted{}",
                     pack.items.len(),
@@ -717,7 +718,7 @@ fn run(cli: Cli) -> crate::Result<()> {
         Command::Forget { ref_name, repo } => {
             let engine = Engine::new(config)?;
             let report = engine.forget_ref(&repo, &ref_name)?;
-            println!(
+            crate::outln!(
                 "forgot {}: {} chunks and {} vectors removed; default ref now {}",
                 report.ref_name,
                 report.chunks_removed,
@@ -784,7 +785,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                     let path = std::path::absolute(&repo).map_err(|e| Error::io(&repo, e))?;
                     engine.register(&path)?
                 };
-                println!("registered {}", root.display());
+                crate::outln!("registered {}", root.display());
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -797,7 +798,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                 let addr = listener
                     .local_addr()
                     .map_err(|e| Error::Unavailable(format!("{listen}: {e}")))?;
-                println!(
+                crate::outln!(
                     "serving codectx.v1.CodeContext (with health and reflection) on \
                      {scheme}://{addr}"
                 );
@@ -809,7 +810,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                     ..Default::default()
                 };
                 if let Some(m) = metrics_listen {
-                    println!("serving Prometheus metrics on http://{m}/metrics");
+                    crate::outln!("serving Prometheus metrics on http://{m}/metrics");
                 }
                 crate::server::grpc::serve(engine, listener, options, shutdown_signal()).await
             })
@@ -834,7 +835,7 @@ fn run(cli: Cli) -> crate::Result<()> {
             };
             let engine = std::sync::Arc::new(Engine::new(config)?);
             let running = crate::server::webhook::spawn(engine, webhooks, listen)?;
-            println!(
+            crate::outln!(
                 "listening for push webhooks on http://{}/webhooks/github and /webhooks/gitlab",
                 running.addr
             );
@@ -851,7 +852,7 @@ fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()
     use crate::agent::{self, task::Task};
     match which {
         AgentCommand::Schema => {
-            print!("{}", agent::task::schema());
+            crate::out!("{}", agent::task::schema());
             Ok(())
         }
         AgentCommand::Validate { task, policy } => {
@@ -863,8 +864,7 @@ fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()
                 &task.classification_text(),
                 task.severity,
             );
-            println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
-            Ok(())
+            print_json(&c)
         }
         AgentCommand::Run {
             task,
@@ -915,11 +915,7 @@ fn gate(which: GateCommand, engine_config: crate::config::Config) -> crate::Resu
     match which {
         GateCommand::Policy { policy } => {
             let policy = crate::policy::Policy::load(policy.as_deref())?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&policy).unwrap_or_default()
-            );
-            Ok(())
+            print_json(&policy)
         }
         GateCommand::Run {
             repo,
@@ -1009,7 +1005,7 @@ fn gate_run(
             std::fs::write(&path, render(f)).map_err(|e| Error::io(&path, e))?;
         }
     }
-    println!("{}", render(format));
+    crate::outln!("{}", render(format));
     Ok(verdict.exit_code())
 }
 
@@ -1119,17 +1115,14 @@ fn agent_run(
         hand_to_gate(&repo_root, &report, policy_path.as_deref())?;
     }
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        print_json(&report)?;
     } else {
         if let Some(text) = report
             .pr_description
             .as_ref()
             .and_then(|pr| std::fs::read_to_string(pr).ok())
         {
-            println!("{text}");
+            crate::outln!("{text}");
         }
         eprintln!(
             "{:?} after {} iteration(s) of {}; branch {}{}; audit log {}",
@@ -1193,7 +1186,7 @@ fn remote_index(
     if json {
         return print_json(&value);
     }
-    println!(
+    crate::outln!(
         "indexed {repository} {} at {} through {url}: {} files chunked, {} skipped, {} chunks (+{} -{}), {} vectors added, dense coverage {:.0}%, {:.1} s",
         s.r#ref,
         &s.commit[..s.commit.len().min(12)],
@@ -1207,7 +1200,7 @@ fn remote_index(
         s.seconds
     );
     if !s.embed_note.is_empty() {
-        println!("note: {}", s.embed_note);
+        crate::outln!("note: {}", s.embed_note);
     }
     Ok(())
 }
@@ -1242,9 +1235,9 @@ fn remote_status(
     if json {
         return print_json(&value);
     }
-    println!("repository  {} ({})", r.root, r.id);
+    crate::outln!("repository  {} ({})", r.root, r.id);
     for x in &r.refs {
-        println!(
+        crate::outln!(
             "ref         {} @ {} ({} files, {} chunks)",
             x.name,
             &x.commit[..x.commit.len().min(12)],
@@ -1252,7 +1245,7 @@ fn remote_status(
             x.chunks
         );
     }
-    println!(
+    crate::outln!(
         "HEAD now    {}{}",
         &s.current_head[..s.current_head.len().min(12)],
         if s.stale {
@@ -1261,7 +1254,7 @@ fn remote_status(
             ""
         }
     );
-    println!(
+    crate::outln!(
         "chunks      {} ({} embedded, {:.0}%)",
         s.chunks,
         s.vectors,
@@ -1341,13 +1334,19 @@ fn remote_search(
     }
     for h in &r.hits {
         let c = h.chunk.clone().unwrap_or_default();
-        println!(
+        crate::outln!(
             "{}:{}-{}  {}  [{} {}]  score {:.3}",
-            c.path, c.start_line, c.end_line, c.symbol, c.language, c.kind, h.score
+            c.path,
+            c.start_line,
+            c.end_line,
+            c.symbol,
+            c.language,
+            c.kind,
+            h.score
         );
         for line in c.content.lines().take(4) {
             let line: String = line.chars().take(120).collect();
-            println!("    | {line}");
+            crate::outln!("    | {line}");
         }
     }
     let degraded = if r.degraded.is_empty() {
@@ -1355,7 +1354,7 @@ fn remote_search(
     } else {
         format!(" (lexical only: {})", r.degraded)
     };
-    println!(
+    crate::outln!(
         "{} hits from {url}: {} @ {}{degraded} ({:.1} ms on the server)",
         r.hits.len(),
         crate::index::manifest::short_ref(&r.r#ref),
@@ -1391,7 +1390,7 @@ async fn shutdown_signal() {
 fn print_json<T: serde::Serialize>(value: &T) -> crate::Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::Internal(format!("serialising output: {e}")))?;
-    println!("{text}");
+    out::json(&text);
     Ok(())
 }
 
@@ -1404,7 +1403,7 @@ fn short(commit: &Option<String>) -> String {
 
 fn print_index_report(r: &IndexReport, verbose: bool) {
     if let Some(reason) = &r.rebuilt {
-        println!("note: the old index was unusable ({reason}) and was rebuilt");
+        crate::outln!("note: the old index was unusable ({reason}) and was rebuilt");
     }
     let branch = r
         .branch
@@ -1421,51 +1420,59 @@ fn print_index_report(r: &IndexReport, verbose: bool) {
         Some(c) => format!(" @ {}", short(&Some(c.clone()))),
         None => String::new(),
     };
-    println!("indexed {} {name}{at}{branch}{dirty}", r.repo_root);
+    crate::outln!("indexed {} {name}{at}{branch}{dirty}", r.repo_root);
     let c = &r.changes;
     let plan = serde_json::to_value(r.plan)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    println!(
+    crate::outln!(
         "  change         {plan}: {} added, {} modified, {} deleted, {} renamed; {} files chunked",
-        c.added, c.modified, c.deleted, c.renamed, r.files_chunked
+        c.added,
+        c.modified,
+        c.deleted,
+        c.renamed,
+        r.files_chunked
     );
-    println!("  files indexed  {}", r.files_indexed);
+    crate::outln!("  files indexed  {}", r.files_indexed);
     let reasons: Vec<String> = r
         .skipped_by_reason
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     if reasons.is_empty() {
-        println!("  files skipped  0");
+        crate::outln!("  files skipped  0");
     } else {
-        println!(
+        crate::outln!(
             "  files skipped  {} ({})",
             r.files_skipped,
             reasons.join(", ")
         );
     }
-    println!(
+    crate::outln!(
         "  chunks         {} (+{} -{}; vectors +{} -{})",
-        r.chunks, r.chunks_added, r.chunks_removed, r.vectors_added, r.vectors_removed
+        r.chunks,
+        r.chunks_added,
+        r.chunks_removed,
+        r.vectors_added,
+        r.vectors_removed
     );
     let mb = r.bytes as f64 / 1e6;
-    println!(
+    crate::outln!(
         "  source         {mb:.2} MB in {:.2} s ({:.1} MB/s)",
         r.seconds,
         mb / r.seconds.max(1e-9)
     );
     let fallbacks = r.diagnostics.iter().filter(|d| d.fallback).count();
     if fallbacks > 0 {
-        println!("  fell back to line windows: {fallbacks} files");
+        crate::outln!("  fell back to line windows: {fallbacks} files");
     }
     let limit = if verbose { usize::MAX } else { 10 };
     for s in r.skipped.iter().take(limit) {
-        println!("  skipped {}: {} ({})", s.path, s.reason, s.detail);
+        crate::outln!("  skipped {}: {} ({})", s.path, s.reason, s.detail);
     }
     if r.skipped.len() > limit {
-        println!(
+        crate::outln!(
             "  ... and {} more skipped (use --verbose)",
             r.skipped.len() - limit
         );
@@ -1476,7 +1483,7 @@ fn print_index_report(r: &IndexReport, verbose: bool) {
         .filter(|d| verbose || d.fallback)
         .take(limit)
     {
-        println!("  note {}: {}", d.path, d.message);
+        crate::outln!("  note {}: {}", d.path, d.message);
     }
 }
 
@@ -1494,16 +1501,21 @@ fn print_search(r: &SearchResponse) {
             (None, Some(d)) if r.mode == SearchMode::Hybrid => format!("  (dense #{d})"),
             _ => String::new(),
         };
-        println!(
+        crate::outln!(
             "{}:{}-{}{name}  [{} {}]  score {:.3}{lanes}",
-            c.path, c.span.start_line, c.span.end_line, c.language, c.kind, hit.score
+            c.path,
+            c.span.start_line,
+            c.span.end_line,
+            c.language,
+            c.kind,
+            hit.score
         );
         if !c.scope.is_empty() {
-            println!("    in {}", c.scope);
+            crate::outln!("    in {}", c.scope);
         }
         for line in c.content.lines().take(4) {
             let line: String = line.chars().take(120).collect();
-            println!("    | {line}");
+            crate::outln!("    | {line}");
         }
     }
     let dirty = if r.indexed_dirty {
@@ -1516,7 +1528,7 @@ fn print_search(r: &SearchResponse) {
         .as_deref()
         .map(crate::index::manifest::short_ref)
         .unwrap_or("(nothing indexed)");
-    println!(
+    crate::outln!(
         "{} hits in {} {name} @ {}{dirty} ({:.1} ms)",
         r.hits.len(),
         r.repo_root,
@@ -1526,11 +1538,11 @@ fn print_search(r: &SearchResponse) {
 }
 
 fn print_status(s: &RepoStatus) {
-    println!("repository  {}", s.repo_root);
-    println!("index       {}", s.index_dir);
+    crate::outln!("repository  {}", s.repo_root);
+    crate::outln!("index       {}", s.index_dir);
     match &s.indexed {
         Some(m) => {
-            println!(
+            crate::outln!(
                 "indexed     {} @ {}{}",
                 m.short_name(),
                 short(&m.commit),
@@ -1540,13 +1552,13 @@ fn print_status(s: &RepoStatus) {
                     ""
                 }
             );
-            println!("at          {} (unix seconds)", m.indexed_at);
+            crate::outln!("at          {} (unix seconds)", m.indexed_at);
         }
-        None => println!("indexed     never committed"),
+        None => crate::outln!("indexed     never committed"),
     }
     if s.refs.len() > 1 {
         for r in &s.refs {
-            println!(
+            crate::outln!(
                 "ref         {} @ {}: {} files, {} chunks",
                 r.short_name(),
                 short(&r.commit),
@@ -1555,19 +1567,19 @@ fn print_status(s: &RepoStatus) {
             );
         }
     }
-    println!("files       {}", s.files);
-    println!("chunks      {}", s.chunks);
-    println!(
+    crate::outln!("files       {}", s.files);
+    crate::outln!("chunks      {}", s.chunks);
+    crate::outln!(
         "vectors     {} ({:.0}% dense coverage)",
         s.vectors,
         s.dense_coverage * 100.0
     );
-    println!("HEAD now    {}", short(&s.current_head));
+    crate::outln!("HEAD now    {}", short(&s.current_head));
     if s.stale {
-        println!("stale       yes: HEAD is not the indexed commit; run `codectx index`");
+        crate::outln!("stale       yes: HEAD is not the indexed commit; run `codectx index`");
     }
     if s.dirty_now {
-        println!("dirty       yes: uncommitted changes are not in the index");
+        crate::outln!("dirty       yes: uncommitted changes are not in the index");
     }
 }
 
