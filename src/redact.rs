@@ -134,7 +134,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         id: "password-in-url",
-        pattern: r#"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@'"]{1,100}:([^\s@/'"]{3,200})@[A-Za-z0-9.-]"#,
+        pattern: r#"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@'"\[\]]{1,100}:([^\s@/'"\[\]]{3,200})@[A-Za-z0-9.-]"#,
         group: 1,
         keywords: &["://"],
         min_entropy: 0.0,
@@ -161,6 +161,34 @@ const RULES: &[Rule] = &[
             "privatekey",
         ],
         min_entropy: 2.5,
+    },
+    // Key-value lines of configuration (YAML, INI, `.properties`, `.env`, compose files)
+    // whose value is not quoted: `password: hunter2horse`, `DB_PASSWORD=s3cret`,
+    // `spring.datasource.password=...`, `- POSTGRES_PASSWORD=...`. The value must end its
+    // line (a trailing `# comment` aside), so code such as `password: str,` or
+    // `token = make_token(32)` is filtered out below by what a value may contain.
+    Rule {
+        id: "config-secret",
+        pattern: r##"(?mi)^[ \t]*(?:export[ \t]+|-[ \t]+)?["']?[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api_?key|apikey|access_?key|auth_?key|credentials?|client_?secret|private_?key)[A-Za-z0-9_.-]*["']?[ \t]*[:=][ \t]*([^\s'"#][^\s]{5,199})[ \t]*(?:[ \t]#.*)?\r?$"##,
+        group: 1,
+        keywords: &[
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "token",
+            "apikey",
+            "api_key",
+            "access_key",
+            "accesskey",
+            "auth_key",
+            "authkey",
+            "credential",
+            "client_secret",
+            "private_key",
+            "privatekey",
+        ],
+        min_entropy: 2.0,
     },
 ];
 
@@ -284,6 +312,17 @@ fn is_wordlike(value: &str) -> bool {
     letters_and_separators && humps <= 2
 }
 
+/// An unquoted right-hand side that is code (a call, a type, an index, a field list, a
+/// number) rather than a configured secret.
+fn is_code_not_a_value(value: &str) -> bool {
+    value.contains(['(', ')', '[', ']', '{', '}', '<', '>', ';', '&', '|'])
+        || value.ends_with(',')
+        || value.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+        // A URL (credentials inside one are `password-in-url`'s) or a file path.
+        || value.contains("://")
+        || ["/", "./", "../", "~/"].iter().any(|p| value.starts_with(p))
+}
+
 /// What a redaction pass found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redacted {
@@ -324,8 +363,17 @@ pub fn redact(text: &str) -> Redacted {
                 continue;
             }
             // `token_type = "identifier"` names a word, not a secret.
-            if rule.id == "generic-secret" && is_wordlike(value) {
+            if matches!(rule.id, "generic-secret" | "config-secret") && is_wordlike(value) {
                 continue;
+            }
+            if rule.id == "config-secret" {
+                let key = caps[0][..m.start() - caps.get(0).map_or(0, |w| w.start())]
+                    .to_ascii_lowercase();
+                // `tokenizer: cl100k_base` names a tokenizer, not a token.
+                if is_code_not_a_value(value) || key.contains("tokeniz") || key.contains("tokenis")
+                {
+                    continue;
+                }
             }
             ranges.push(m.range());
         }
@@ -438,6 +486,79 @@ mod tests {
         ] {
             let r = redact(text);
             assert_eq!(r.text, text, "{:?}", r.found);
+        }
+    }
+
+    #[test]
+    fn unquoted_values_in_configuration_files() {
+        check(
+            "db:\n  password: hunter2horse\n  secret: Zq8vLm3Tn6Wp\nsecret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq3kX9t2Lb\n",
+            expect![[r#"
+                db:
+                  password: [REDACTED:config-secret]
+                  secret: [REDACTED:config-secret]
+                secret_access_key: [REDACTED:config-secret]
+
+                -- config-secretx3"#]],
+        );
+        check(
+            "spring.datasource.password=Hunter2Horse!\nexport DB_PASSWORD=s3cr3t-pass # prod\nservices:\n  db:\n    environment:\n      POSTGRES_PASSWORD: pg-Pa55word\n      - MYSQL_ROOT_PASSWORD=r00tPass\n",
+            expect![[r#"
+                spring.datasource.password=[REDACTED:config-secret]
+                export DB_PASSWORD=[REDACTED:config-secret] # prod
+                services:
+                  db:
+                    environment:
+                      POSTGRES_PASSWORD: [REDACTED:config-secret]
+                      - MYSQL_ROOT_PASSWORD=[REDACTED:config-secret]
+
+                -- config-secretx4"#]],
+        );
+    }
+
+    #[test]
+    fn code_that_names_secrets_without_holding_one_is_left_alone() {
+        for text in [
+            "    password: str,\n",
+            "    api_key: Optional[str] = None\n",
+            "    token: Token,\n",
+            "secret = make_secret(32)\n",
+            "password = self.password\n",
+            "token = settings.API_TOKEN\n",
+            "password: &'a str,\n",
+            "token_expiry: 3600\n",
+            "password_min_length: 8\n",
+            "secret_name: my-app-secret\n",
+            "password: ${DB_PASSWORD}\n",
+            "password: $DB_PASSWORD\n",
+            "token: {{ vault_token }}\n",
+            "password:\n",
+            "tokenizer: cl100k_base\n",
+            "token_url: https://auth.acme.io/oauth/token\n",
+            "secret_file: /etc/app/secret.pem\n",
+        ] {
+            let r = redact(text);
+            assert_eq!(r.text, text, "{:?}", r.found);
+        }
+    }
+
+    #[test]
+    fn a_token_in_a_url_leaves_one_clean_marker() {
+        let r = redact(
+            "git clone https://ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8:x-oauth-basic@github.com/o/r\n",
+        );
+        assert_eq!(
+            r.text,
+            "git clone https://[REDACTED:github-token]:x-oauth-basic@github.com/o/r\n"
+        );
+        for text in [
+            "https://user:ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8@github.com\n",
+            "https://[REDACTED:github-token]:hunter2horse@github.com\n",
+        ] {
+            let r = redact(text);
+            assert_eq!(r.text.matches(MARKER_PREFIX).count(), 1, "{}", r.text);
+            assert!(!r.text.contains("[REDACTED:[REDACTED"), "{}", r.text);
+            assert!(!r.text.contains("ghp_A1b2"), "{}", r.text);
         }
     }
 

@@ -356,6 +356,11 @@ fn secrets() -> Vec<(&'static str, String, &'static str)> {
         ("config/app.yaml", "maps_key: AIzaSyD8xq2LmV8b4Nc7Rt1Yp5WdZ3Hs6Jf0Ga2".into(), "AIzaSyD8xq2LmV8b4Nc7Rt1Yp5WdZ3Hs6Jf0Ga2"),
         ("web/client.js", "const session = \"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U\";".into(), "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
         ("web/client.js", "const npmToken = \"npm_Zq8Lm2Vb4Nc7Rt1Yp5WdX3Hs6Jf0Ga2Qe8Uo\";".into(), "npm_Zq8Lm2Vb4Nc7Rt1Yp5WdX3Hs6Jf0Ga2Qe8Uo"),
+        // Unquoted values in configuration files.
+        ("config/app.yaml", "password: hunter2horse".into(), "hunter2horse"),
+        ("config/app.yaml", "secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq3kX9t2Lb".into(), "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq3kX9t2Lb"),
+        ("config/application.properties", "spring.datasource.password=Spr1ngP4ssw0rd".into(), "Spr1ngP4ssw0rd"),
+        ("deploy/compose.yml", "services:\n  db:\n    environment:\n      POSTGRES_PASSWORD: pgS3cretValue9".into(), "pgS3cretValue9"),
         ("keys/deploy_key.txt", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACBmZXJyaXMtd2hlZWwtZGVwbG95LWtleS0yMDI2AAAAAAAAAAAAAAAAAAAA\n-----END OPENSSH PRIVATE KEY-----".into(), "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"),
     ]
 }
@@ -401,7 +406,7 @@ fn secrets_never_reach_the_embedder_the_index_or_a_pack() {
     assert!(report.skipped.iter().any(|s| s.path == ".env"));
 
     // A task that pastes a secret and asks for all the configuration, with room for all.
-    let task = "The deploy fails: settings, app.yaml, deploy.sh and client.js disagree on the AWS key AKIAZ7QK3L5M2N4P6R7T, the stripe key, the database password and tokens";
+    let task = "The deploy fails: settings, app.yaml, application.properties, compose.yml, deploy.sh and client.js disagree on the AWS key AKIAZ7QK3L5M2N4P6R7T, the stripe key, the database password and tokens";
     let pack = engine
         .context(root, &ContextRequest::new(task, 100_000))
         .unwrap();
