@@ -778,6 +778,14 @@ impl Engine {
         let state = snapshot.ref_state().ok_or_else(|| {
             Error::FailedPrecondition(format!("{} is not indexed yet", repo.root.display()))
         })?;
+        // Only what the index holds at this ref is served: never an ignored, skipped or
+        // never-indexed file, even one on disk in the worktree.
+        if !snapshot.holds_file(rel)? {
+            return Err(Error::NotFound(format!(
+                "{rel:?} is not an indexed file of {} (only indexed files are served)",
+                state.name
+            )));
+        }
         let bytes = match &state.commit {
             Some(commit) => git::show_file(&repo.root, commit, rel).ok_or_else(|| {
                 Error::NotFound(format!("{rel:?} is not in {} at {commit}", state.name))
@@ -1334,6 +1342,9 @@ pub fn check_relative_path(rel: &str) -> Result<()> {
     }
     if rel.split('/').any(|part| part == "..") {
         return bad("must not contain `..`");
+    }
+    if rel.split('/').any(|part| part.eq_ignore_ascii_case(".git")) {
+        return bad("git's own files are never served");
     }
     let name = rel.rsplit('/').next().unwrap_or(rel);
     if crate::source::classify::is_secret_file(name) {

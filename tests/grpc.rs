@@ -313,15 +313,29 @@ fn every_method_over_loopback_with_its_error_codes() {
             }
             let ok = c.read_span(read("local.txt", "worktree")).await.unwrap();
             assert_eq!(ok.into_inner().text, "on disk only");
+            // The link was not indexed (the walk never follows one out), so it is not served.
             let escaped = c
                 .read_span(read("escape.txt", "worktree"))
                 .await
                 .unwrap_err();
-            assert_eq!(escaped.code(), Code::InvalidArgument);
+            assert_eq!(escaped.code(), Code::NotFound);
             assert!(
-                escaped.message().contains("outside"),
+                escaped.message().contains("only indexed files"),
                 "{}",
                 escaped.message()
+            );
+            // An indexed file swapped for such a link after the index is refused on reading.
+            std::fs::remove_file(root.join("local.txt")).unwrap();
+            std::os::unix::fs::symlink("/etc/hostname", root.join("local.txt")).unwrap();
+            let swapped = c
+                .read_span(read("local.txt", "worktree"))
+                .await
+                .unwrap_err();
+            assert_eq!(swapped.code(), Code::InvalidArgument);
+            assert!(
+                swapped.message().contains("outside"),
+                "{}",
+                swapped.message()
             );
         }
 

@@ -293,3 +293,60 @@ fn an_unusable_index_is_reported_then_rebuilt() {
             .is_empty()
     );
 }
+
+/// A span read serves only what the index holds at the ref: never git's own files, an
+/// ignored file on disk, or a secret-bearing file (which the walk skips and reports).
+#[test]
+fn read_span_serves_only_indexed_files() {
+    let repo = fixture_repo();
+    let root = repo.path();
+    let secrets = [
+        ".aws/credentials",
+        ".git-credentials",
+        ".pgpass",
+        ".htpasswd",
+        ".envrc",
+        "infra/terraform.tfstate",
+    ];
+    for file in secrets {
+        write(root, file, "user:s3cr3t-v4lue-never-served\n");
+    }
+    write(root, ".gitignore", "ignored.log\n");
+    write(root, "ignored.log", "ignored, never indexed\n");
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "secrets"]);
+    let (engine, _data) = engine();
+    let report = engine.index(root, &NoProgress).unwrap();
+    for file in secrets {
+        assert!(
+            report
+                .skipped
+                .iter()
+                .any(|s| s.path == file && s.reason == codectx::source::SkipReason::SecretFile),
+            "{file} is reported as a secret file: {:?}",
+            report.skipped
+        );
+    }
+    let worktree = IndexOptions {
+        worktree: true,
+        ..IndexOptions::default()
+    };
+    engine.index_with(root, &worktree, &NoProgress).unwrap();
+
+    for ref_name in [None, Some("worktree")] {
+        let read = |rel: &str| engine.read_span(root, ref_name, rel, (0, 0));
+        assert!(read("sample.py").unwrap().text.contains("def "));
+        for rel in [".git/config", ".GIT/HEAD", "sub/.git/config"] {
+            let e = read(rel).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{ref_name:?} {rel}: {e}");
+        }
+        for rel in secrets {
+            let e = read(rel).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{ref_name:?} {rel}: {e}");
+            assert!(e.to_string().contains("secret"), "{e}");
+        }
+        let e = read("ignored.log").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{ref_name:?}: {e}");
+        assert!(e.to_string().contains("only indexed files"), "{e}");
+    }
+}

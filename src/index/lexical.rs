@@ -731,6 +731,15 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// Whether this snapshot's ref indexed `path` (a file the walk skipped, ignored or never
+    /// saw is not held).
+    pub fn holds_file(&self, path: &str) -> Result<bool> {
+        match &self.view {
+            Some(view) => Ok(view.manifest.manifest.contains_key(path)),
+            None => Ok(!self.chunks_of(path)?.is_empty()),
+        }
+    }
+
     /// The chunks of one file, in file order (of every version of it in a view of every
     /// document).
     pub fn chunks_of(&self, path: &str) -> Result<Vec<Chunk>> {

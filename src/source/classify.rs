@@ -38,10 +38,26 @@ pub fn is_secret_file(file_name: &str) -> bool {
     lower == ".env"
         || lower.starts_with(".env.")
         || lower.ends_with(".env")
-        || lower == ".netrc"
-        || lower == ".npmrc"
-        || lower == ".pypirc"
-        || lower == "credentials.json"
+        || matches!(
+            lower.as_str(),
+            ".netrc"
+                | "_netrc"
+                | ".npmrc"
+                | ".pypirc"
+                | "credentials"
+                | "credentials.json"
+                | ".git-credentials"
+                | ".pgpass"
+                | ".htpasswd"
+                | ".envrc"
+                | ".boto"
+                | ".s3cfg"
+                | ".dockercfg"
+                | "terraform.tfstate"
+                | "terraform.tfstate.backup"
+        )
+        || lower.ends_with(".tfstate")
+        || lower.ends_with(".tfstate.backup")
         || matches!(
             lower.as_str(),
             "id_rsa" | "id_dsa" | "id_ecdsa" | "id_ed25519"
