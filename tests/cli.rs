@@ -400,3 +400,70 @@ fn terminal_escapes_in_files_are_shown_not_obeyed() {
     assert_eq!(hits["hits"][0]["chunk"]["path"], "evil\x1b[31mname.py");
     assert!(!String::from_utf8_lossy(&out.stdout).contains('\x1b'));
 }
+
+/// A reindex started while another process holds the vector store (a search, say) waits
+/// for it instead of failing; a search while a writer holds it answers lexically and says
+/// why, promptly.
+#[test]
+fn a_reindex_waits_for_a_search_holding_the_vector_store() {
+    use codectx::index::vectors::EmbeddedVectorStore;
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let root = repo.path().canonicalize().unwrap();
+    let root_arg = root.to_str().unwrap();
+    let first = codectx(data.path(), &["index", root_arg]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let store_path = codectx::Engine::new(codectx::config::Config::with_data_dir(data.path()))
+        .unwrap()
+        .repo_dir(&root)
+        .join("vectors.redb");
+    assert!(store_path.is_file(), "{}", store_path.display());
+
+    // This test process holds the store, as a search process does while it answers.
+    let held = EmbeddedVectorStore::open_existing(&store_path)
+        .unwrap()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let search = codectx(
+        data.path(),
+        &["search", "ring buffer", "--repo", root_arg, "--json"],
+    );
+    let hits = json(&search);
+    assert!(
+        hits["degraded"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("held by another"),
+        "{hits}"
+    );
+    assert!(hits["hits"].as_array().is_some_and(|h| !h.is_empty()));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    write(
+        repo.path(),
+        "extra.py",
+        "def brand_new_helper():\n    return 42\n",
+    );
+    crate::support::git(repo.path(), &["add", "-A"]);
+    crate::support::git(repo.path(), &["commit", "-q", "-m", "extra"]);
+    let index = crate::support::codectx_command(data.path(), &["index", root_arg, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(held);
+    let out = index.wait_with_output().unwrap();
+    let report = json(&out);
+    assert_eq!(report["index"]["changes"]["added"], 1, "{report}");
+    let status = json(&codectx(
+        data.path(),
+        &["status", "--repo", root_arg, "--json"],
+    ));
+    assert_eq!(status["stale"], false, "{status}");
+    assert_eq!(status["dense_coverage"], 1.0, "{status}");
+}

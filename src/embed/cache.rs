@@ -31,8 +31,11 @@ impl EmbeddingCache {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let db = Database::create(path)
-            .map_err(|e| Error::Corrupt(format!("embedding cache {}: {e}", path.display())))?;
+        let db = crate::index::vectors::open_database(
+            path,
+            "embedding cache",
+            crate::index::vectors::WRITER_WAIT,
+        )?;
         let txn = db.begin_write().map_err(db_error)?;
         txn.open_table(VECTORS).map_err(db_error)?;
         txn.commit().map_err(db_error)?;

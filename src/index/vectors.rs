@@ -99,6 +99,39 @@ fn new_ann_index(dims: usize, capacity: usize) -> Result<usearch::Index> {
 const POINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("points");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
+/// How long a writer (an index, an embedding pass) waits for another process to let go of a
+/// store file before giving up: searches hold it for milliseconds, so a reindex started
+/// during a loop of searches gets its turn instead of failing.
+pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a search waits for the file before it answers without the dense lane.
+pub const READER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Opens (or creates) a redb file that another codectx process may hold: retried with
+/// backoff for up to `wait`, then a clear `Unavailable` error naming the file, never a
+/// `Corrupt` one (which would invite a rebuild).
+pub fn open_database(path: &Path, what: &str, wait: std::time::Duration) -> Result<Database> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match Database::create(path) {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < wait => {
+                std::thread::sleep(pause.min(wait.saturating_sub(started.elapsed())));
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(Error::Unavailable(format!(
+                    "{what} {}: held by another codectx process (a search, an index or a \
+                     server) for over {:.1} s; retry, or index through the server (--server)",
+                    path.display(),
+                    wait.as_secs_f64()
+                )));
+            }
+            Err(e) => return Err(Error::Corrupt(format!("{what} {}: {e}", path.display()))),
+        }
+    }
+}
+
 fn db_error(e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("vector store: {e}"))
 }
@@ -168,8 +201,7 @@ impl EmbeddedVectorStore {
             return Ok(None);
         }
         let recorded = {
-            let db = Database::create(path)
-                .map_err(|e| Error::Corrupt(format!("vector store {}: {e}", path.display())))?;
+            let db = open_database(path, "vector store", READER_WAIT)?;
             let txn = db.begin_read().map_err(db_error)?;
             let meta = match txn.open_table(META) {
                 Ok(t) => t,
@@ -186,17 +218,25 @@ impl EmbeddedVectorStore {
         let dims: usize = dims.parse().map_err(|_| {
             Error::Corrupt(format!("vector store {}: bad model record", path.display()))
         })?;
-        Self::open(path, id, dims).map(Some)
+        Self::open_within(path, id, dims, READER_WAIT).map(Some)
     }
 
     /// Opens the store for vectors of `model_id` with `dims` dimensions. A store written by
     /// another model is emptied (its vectors are not comparable) and says so in the log.
     pub fn open(path: &Path, model_id: &str, dims: usize) -> Result<EmbeddedVectorStore> {
+        Self::open_within(path, model_id, dims, WRITER_WAIT)
+    }
+
+    fn open_within(
+        path: &Path,
+        model_id: &str,
+        dims: usize,
+        wait: std::time::Duration,
+    ) -> Result<EmbeddedVectorStore> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let db = Database::create(path)
-            .map_err(|e| Error::Corrupt(format!("vector store {}: {e}", path.display())))?;
+        let db = open_database(path, "vector store", wait)?;
         let expected = format!("{model_id}/{dims}");
         let txn = db.begin_write().map_err(db_error)?;
         {
