@@ -23,6 +23,25 @@ struct Rule {
     keywords: &'static [&'static str],
 }
 
+/// The words a key naming a secret holds (`DB_PASSWORD`, `client_secret`, `apiKey`).
+const SECRET_KEY_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "access_key",
+    "accesskey",
+    "auth_key",
+    "authkey",
+    "credential",
+    "client_secret",
+    "private_key",
+    "privatekey",
+];
+
 /// The rules, most specific first. Patterns follow gitleaks' default config where it has one.
 const RULES: &[Rule] = &[
     Rule {
@@ -143,23 +162,7 @@ const RULES: &[Rule] = &[
         id: "generic-secret",
         pattern: r#"(?i)(?:password|passwd|pwd|secret|token|api_?key|apikey|access_?key|auth_?key|credentials?|client_?secret|private_?key)[A-Za-z0-9_-]{0,20}["']?\s*(?::=|=>|==|=|:)\s*[bru]?["']([^"'\s]{8,200})["']"#,
         group: 1,
-        keywords: &[
-            "password",
-            "passwd",
-            "pwd",
-            "secret",
-            "token",
-            "apikey",
-            "api_key",
-            "access_key",
-            "accesskey",
-            "auth_key",
-            "authkey",
-            "credential",
-            "client_secret",
-            "private_key",
-            "privatekey",
-        ],
+        keywords: SECRET_KEY_WORDS,
         min_entropy: 2.5,
     },
     // Key-value lines of configuration (YAML, INI, `.properties`, `.env`, compose files)
@@ -171,23 +174,7 @@ const RULES: &[Rule] = &[
         id: "config-secret",
         pattern: r##"(?mi)^[ \t]*(?:export[ \t]+|-[ \t]+)?["']?[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api_?key|apikey|access_?key|auth_?key|credentials?|client_?secret|private_?key)[A-Za-z0-9_.-]*["']?[ \t]*[:=][ \t]*([^\s'"#][^\s]{5,199})[ \t]*(?:[ \t]#.*)?\r?$"##,
         group: 1,
-        keywords: &[
-            "password",
-            "passwd",
-            "pwd",
-            "secret",
-            "token",
-            "apikey",
-            "api_key",
-            "access_key",
-            "accesskey",
-            "auth_key",
-            "authkey",
-            "credential",
-            "client_secret",
-            "private_key",
-            "privatekey",
-        ],
+        keywords: SECRET_KEY_WORDS,
         min_entropy: 2.0,
     },
 ];
