@@ -161,8 +161,7 @@ fn search_and_context_through_a_running_server() {
         "extra.py",
         "def ring_reset(ring):\n    ring.clear()\n",
     );
-    crate::support::git(repo.path(), &["add", "-A"]);
-    crate::support::git(repo.path(), &["commit", "-q", "-m", "extra"]);
+    crate::support::commit_all(repo.path(), "extra");
     let head = crate::support::git(repo.path(), &["rev-parse", "HEAD"]);
     let indexed = json(&codectx(
         data.path(),
@@ -342,8 +341,7 @@ fn terminal_escapes_in_files_are_shown_not_obeyed() {
     write(repo.path(), "evil\x1b[31mname.py", hostile);
     write(repo.path(), "plain.py", "def fine():\n    return 1\n");
     crate::support::git(repo.path(), &["init", "-q"]);
-    crate::support::git(repo.path(), &["add", "-A"]);
-    crate::support::git(repo.path(), &["commit", "-q", "-m", "hostile"]);
+    crate::support::commit_all(repo.path(), "hostile");
     let data = tempfile::tempdir().unwrap();
     let root = repo.path().to_str().unwrap();
     let index = codectx(data.path(), &["index", root, "--no-embed"]);
@@ -448,8 +446,7 @@ fn a_reindex_waits_for_a_search_holding_the_vector_store() {
         "extra.py",
         "def brand_new_helper():\n    return 42\n",
     );
-    crate::support::git(repo.path(), &["add", "-A"]);
-    crate::support::git(repo.path(), &["commit", "-q", "-m", "extra"]);
+    crate::support::commit_all(repo.path(), "extra");
     let index = crate::support::codectx_command(data.path(), &["index", root_arg, "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -166,8 +166,7 @@ fn answers_name_the_commit_and_survive_a_restart() {
         "extra.py",
         "def freshly_added_function():\n    return 42\n",
     );
-    git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-q", "-m", "add extra"]);
+    crate::support::commit_all(repo.path(), "add extra");
     assert!(engine.status(repo.path()).unwrap().stale);
     let hits = engine
         .search(repo.path(), &req("freshly_added_function"))
@@ -227,8 +226,7 @@ fn reindex_reflects_edits_and_deletions() {
     assert_eq!(response.commit, None);
 
     // Committed: the default ref follows.
-    git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-q", "-m", "edit"]);
+    crate::support::commit_all(repo.path(), "edit");
     let report = engine.index(repo.path(), &NoProgress).unwrap();
     assert!(!report.dirty);
     assert_eq!((report.changes.modified, report.changes.deleted), (1, 1));
@@ -313,8 +311,7 @@ fn read_span_serves_only_indexed_files() {
     }
     write(root, ".gitignore", "ignored.log\n");
     write(root, "ignored.log", "ignored, never indexed\n");
-    git(root, &["add", "-A"]);
-    git(root, &["commit", "-q", "-m", "secrets"]);
+    crate::support::commit_all(root, "secrets");
     let (engine, _data) = engine();
     let report = engine.index(root, &NoProgress).unwrap();
     for file in secrets {

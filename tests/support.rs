@@ -37,6 +37,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Stages everything in `dir` and commits it.
+pub fn commit_all(dir: &Path, message: &str) {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+}
+
 /// A git repository in a temp dir holding a copy of `tests/fixtures/chunks`, committed.
 pub fn fixture_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
