@@ -87,6 +87,64 @@ pub struct TaskType {
     /// Words or phrases in a task's text that suggest this type.
     #[serde(default)]
     pub keywords: Vec<String>,
+    /// The post-merge monitor's thresholds for this type, per metric; they replace the
+    /// policy's `[monitor]` entry of the same metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub monitor: BTreeMap<String, Threshold>,
+    /// Graduation thresholds for this type; the policy's `[governance]` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<Governance>,
+}
+
+/// A limit the post-merge monitor applies to a metric: `above` on its value (a ratio such
+/// as an error rate: 0.05 is 5%), `ratio_above` on its value over the baseline (1.5: half
+/// as much again as the hour before the merge).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_above: Option<f64>,
+}
+
+/// When `codectx governance report` recommends graduating a task type to auto-merge or
+/// demoting it to review: rollback rates within 7 days of the merge, and how much history
+/// a recommendation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Governance {
+    /// Graduate a review-required type whose rollback rate is below this (0.08 = 8%).
+    pub graduate_below: f64,
+    /// Demote an auto-merged type whose rollback rate is above this.
+    pub demote_above: f64,
+    /// Merges the rate must be computed over before any recommendation.
+    pub min_merges: u32,
+    /// Days between the first and the last of those merges.
+    pub min_days: u32,
+}
+
+impl Default for Governance {
+    fn default() -> Self {
+        Governance {
+            graduate_below: 0.08,
+            demote_above: 0.15,
+            min_merges: 20,
+            min_days: 14,
+        }
+    }
+}
+
+/// The monitor's defaults: error rate above 5%, p99 latency above 1.5x its baseline,
+/// resident memory above 1.3x, CPU above 1.4x.
+pub fn default_thresholds() -> BTreeMap<String, Threshold> {
+    let t = |above: Option<f64>, ratio_above: Option<f64>| Threshold { above, ratio_above };
+    BTreeMap::from([
+        ("error_rate".to_string(), t(Some(0.05), None)),
+        ("p99_latency".to_string(), t(None, Some(1.5))),
+        ("memory".to_string(), t(None, Some(1.3))),
+        ("cpu".to_string(), t(None, Some(1.4))),
+    ])
 }
 
 fn default_review_timeout() -> String {
@@ -102,6 +160,12 @@ fn default_max_iterations() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub task_types: BTreeMap<String, TaskType>,
+    /// The post-merge monitor's thresholds per metric (`[monitor.error_rate]`); a file
+    /// without the section gets [`default_thresholds`].
+    #[serde(default = "default_thresholds")]
+    pub monitor: BTreeMap<String, Threshold>,
+    #[serde(default)]
+    pub governance: Governance,
 }
 
 /// What classification decided, and why.
@@ -138,7 +202,60 @@ impl Policy {
                 )));
             }
         }
+        let types = policy.task_types.iter();
+        let typed = types.flat_map(|(n, t)| t.monitor.iter().map(move |m| (Some(n), m)));
+        for (ty, (metric, t)) in policy.monitor.iter().map(|m| (None, m)).chain(typed) {
+            let at = match ty {
+                Some(n) => format!("task type {n}: monitor.{metric}"),
+                None => format!("monitor.{metric}"),
+            };
+            if t.above.is_none() && t.ratio_above.is_none() {
+                return Err(Error::invalid(format!(
+                    "policy {origin}: {at}: set `above` or `ratio_above`"
+                )));
+            }
+            if t.above.is_some_and(|v| !v.is_finite())
+                || t.ratio_above.is_some_and(|v| !(v.is_finite() && v > 0.0))
+            {
+                return Err(Error::invalid(format!(
+                    "policy {origin}: {at}: thresholds must be finite (ratio_above > 0)"
+                )));
+            }
+        }
+        let governed = policy
+            .task_types
+            .iter()
+            .filter_map(|(n, t)| Some((n, t.governance?)));
+        for (ty, g) in
+            std::iter::once((&"[governance]".to_string(), policy.governance)).chain(governed)
+        {
+            let rate = |r: f64| (0.0..=1.0).contains(&r);
+            if !rate(g.graduate_below) || !rate(g.demote_above) || g.graduate_below > g.demote_above
+            {
+                return Err(Error::invalid(format!(
+                    "policy {origin}: {ty}: governance rates must lie in 0..=1 with graduate_below <= demote_above"
+                )));
+            }
+        }
         Ok(policy)
+    }
+
+    /// The monitor's thresholds for `task_type`: the policy's, overridden per metric by the
+    /// type's own.
+    pub fn thresholds(&self, task_type: &str) -> BTreeMap<String, Threshold> {
+        let mut all = self.monitor.clone();
+        if let Some(t) = self.task_types.get(task_type) {
+            all.extend(t.monitor.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        all
+    }
+
+    /// The graduation thresholds of `task_type`.
+    pub fn governance_of(&self, task_type: &str) -> Governance {
+        self.task_types
+            .get(task_type)
+            .and_then(|t| t.governance)
+            .unwrap_or(self.governance)
     }
 
     pub fn default_policy() -> Policy {
@@ -254,6 +371,8 @@ pub fn unknown_rules() -> TaskType {
         notify: Vec::new(),
         labels: Vec::new(),
         keywords: Vec::new(),
+        monitor: BTreeMap::new(),
+        governance: None,
     }
 }
 

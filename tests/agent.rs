@@ -627,6 +627,22 @@ fn a_python_fix_recovers_from_a_malformed_call_and_a_refused_edit_over_the_opena
         "{verdict}"
     );
     assert!(run.stderr.contains("gate: pass"), "{}", run.stderr);
+    // Both left a line in the outcomes ledger, tied by the run's id.
+    let ledger: Vec<Value> = std::fs::read_to_string(data.path().join("ledger.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = ledger.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["agent_run", "gate"]);
+    for l in &ledger {
+        assert_eq!(l["task_id"], run.result["run"]);
+        assert_eq!(l["task_type"], "bug_fix_isolated");
+    }
+    assert_eq!(ledger[0]["status"], "passed");
+    assert_eq!(ledger[0]["head_commit"], run.result["commit"]);
+    assert_eq!(ledger[1]["status"], "pass");
+    assert_eq!(ledger[1]["gates"]["tests_pass"], "pass");
     assert_no_secrets(&script, &run);
 }
 

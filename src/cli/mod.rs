@@ -8,6 +8,8 @@ use crate::model::Language;
 use crate::retrieve::context::ContextRequest;
 use crate::retrieve::{SearchMode, SearchRequest};
 use clap::{Parser, Subcommand};
+pub mod governance;
+pub mod monitor;
 pub mod out;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -244,6 +246,17 @@ pub enum Command {
         #[command(subcommand)]
         which: GateCommand,
     },
+    /// The post-merge monitor: watch a merge's metrics in Prometheus, revert it on a
+    /// breach.
+    Monitor {
+        #[command(subcommand)]
+        which: monitor::MonitorCommand,
+    },
+    /// The outcomes ledger and the graduation report.
+    Governance {
+        #[command(subcommand)]
+        which: governance::GovernanceCommand,
+    },
     /// Benchmarks (numbers go to docs/BENCHMARKS.md, never into tests).
     Bench {
         #[command(subcommand)]
@@ -287,6 +300,9 @@ pub enum GateCommand {
         /// port for this run).
         #[arg(long)]
         server: Option<String>,
+        /// The task this change is for (the agent run's id), kept in the outcomes ledger.
+        #[arg(long)]
+        task_id: Option<String>,
     },
     /// Validate a policy and print it as JSON (the shipped one by default).
     Policy {
@@ -844,6 +860,8 @@ fn run(cli: Cli) -> crate::Result<()> {
         }
         Command::Agent { which } => agent(which, config),
         Command::Gate { which } => gate(which, config),
+        Command::Monitor { which } => monitor::run(which, config),
+        Command::Governance { which } => governance::run(which, config),
         Command::Bench { which } => crate::bench::run(which, config),
     }
 }
@@ -900,7 +918,7 @@ fn agent(which: AgentCommand, config: crate::config::Config) -> crate::Result<()
 }
 
 /// Exits with a run's documented status (0 passed, 1 failed), or 2 for any error.
-fn exit_with(result: crate::Result<i32>) -> crate::Result<()> {
+pub(crate) fn exit_with(result: crate::Result<i32>) -> crate::Result<()> {
     let code = result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
         2
@@ -929,6 +947,7 @@ fn gate(which: GateCommand, engine_config: crate::config::Config) -> crate::Resu
             approvals,
             approve,
             server,
+            task_id,
         } => exit_with(gate_run(
             repo,
             base,
@@ -941,6 +960,7 @@ fn gate(which: GateCommand, engine_config: crate::config::Config) -> crate::Resu
             approvals,
             approve,
             server,
+            task_id,
             engine_config,
         )),
     }
@@ -959,6 +979,7 @@ fn gate_run(
     approvals_file: Option<PathBuf>,
     approve: Vec<String>,
     gate_server: Option<String>,
+    task_id: Option<String>,
     engine_config: crate::config::Config,
 ) -> crate::Result<i32> {
     use crate::gate::{self, report};
@@ -991,9 +1012,10 @@ fn gate_run(
         config,
         approvals,
         server: gate_server,
-        engine: Some(engine_config),
+        engine: Some(engine_config.clone()),
     };
     let verdict = gate::run(&request)?;
+    governance::record(&engine_config, &governance::gate_entry(&verdict, task_id));
     let render = |f: &str| match f {
         "json" => report::to_json(&verdict),
         "sarif" => report::to_sarif(&verdict),
@@ -1015,14 +1037,18 @@ fn hand_to_gate(
     repo: &std::path::Path,
     report: &crate::agent::RunReport,
     policy: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
 ) -> crate::Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     let out = report.audit.with_file_name("gate");
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["gate", "run", "--repo"])
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(["gate", "run", "--repo"])
         .arg(repo)
         .args(["--base", &report.base_commit, "--head", &report.branch])
         .args(["--task-type", &report.classification.task_type])
+        .args(["--task-id", &report.run])
         .args(["--format", "md", "--out"])
         .arg(&out);
     if let Some(p) = policy {
@@ -1087,6 +1113,7 @@ fn agent_run(
     let policy = crate::policy::Policy::load(policy.as_deref())?;
     let llm = crate::llm::client(&file.llm)?;
     let out = out.unwrap_or_else(|| config.data_dir.join("agent-runs"));
+    let config_for_ledger = config.clone();
     // Without --server, this process serves its own engine on a loopback port and the
     // agent still reaches it over gRPC.
     let local;
@@ -1110,9 +1137,16 @@ fn agent_run(
         auth_token: auth_token.filter(|t| !t.is_empty()),
     };
     let repo_root = options.repo.clone();
+    let ledger_config = config_for_ledger;
     let report = agent::run(options, &*llm)?;
+    governance::record(&ledger_config, &governance::agent_run_entry(&report));
     if gate && report.commit.is_some() {
-        hand_to_gate(&repo_root, &report, policy_path.as_deref())?;
+        hand_to_gate(
+            &repo_root,
+            &report,
+            policy_path.as_deref(),
+            &ledger_config.data_dir,
+        )?;
     }
     if json {
         print_json(&report)?;
@@ -1264,7 +1298,7 @@ fn remote_status(
 }
 
 /// A repository path as the server knows it: absolute and canonical.
-fn canonical(repo: &std::path::Path) -> crate::Result<PathBuf> {
+pub(crate) fn canonical(repo: &std::path::Path) -> crate::Result<PathBuf> {
     std::path::absolute(repo)
         .map_err(|e| Error::io(repo, e))?
         .canonicalize()
@@ -1387,7 +1421,7 @@ async fn shutdown_signal() {
     eprintln!("shutting down: health is NOT_SERVING, finishing in-flight requests");
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> crate::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> crate::Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::Internal(format!("serialising output: {e}")))?;
     out::json(&text);
