@@ -24,26 +24,21 @@ pub fn now_unix_f64() -> f64 {
 
 /// `2026-12-03T19:30:05Z` for Unix seconds.
 pub fn rfc3339(unix: i64) -> String {
-    let (days, rem) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let (y, mo, d, h, mi, s) = fields(unix);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 /// `20261203-193005` for Unix seconds (sorts by time; safe in file names).
 pub fn compact(unix: i64) -> String {
+    let (y, mo, d, h, mi, s) = fields(unix);
+    format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}")
+}
+
+/// Year, month, day, hour, minute, second (UTC) of Unix seconds.
+fn fields(unix: i64) -> (i64, u32, u32, i64, i64, i64) {
     let (days, rem) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).

@@ -224,7 +224,7 @@ mod tests {
     dir
 }
 
-fn python_repo() -> tempfile::TempDir {
+pub(crate) fn python_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write(
@@ -243,7 +243,7 @@ fn python_repo() -> tempfile::TempDir {
     dir
 }
 
-fn config(dir: &Path, provider: &str, url: &str, test_command: &str) -> PathBuf {
+pub(crate) fn config(dir: &Path, provider: &str, url: &str, test_command: &str) -> PathBuf {
     let base = if provider == "openai" {
         format!("{url}/v1")
     } else {

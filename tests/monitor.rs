@@ -706,3 +706,185 @@ fn a_trigger_no_metric_backs_is_an_error_at_start() {
         "{stderr}"
     );
 }
+
+/// A Python repository with a failing test, a scripted model that fixes it, an issue
+/// labelled `bug`, and a policy in which an isolated bug fix needs passing tests only and
+/// auto-merges or not.
+struct FlowSetup {
+    repo: tempfile::TempDir,
+    data: tempfile::TempDir,
+    agent_config: PathBuf,
+    policy: PathBuf,
+    issue: PathBuf,
+    _model: tokio::runtime::Runtime,
+}
+
+fn flow_setup(auto_merge: bool) -> FlowSetup {
+    use crate::agent::{call, model_server};
+    let repo = crate::agent::python_repo();
+    let data = tempfile::tempdir().unwrap();
+    let (url, _script, model) = model_server(vec![
+        call(
+            "apply_patch",
+            serde_json::json!({"patch": "--- a/calc.py\n+++ b/calc.py\n@@ -4,3 +4,3 @@\n def add(a, b):\n     \"\"\"Adds two numbers.\"\"\"\n-    return a - b\n+    return a + b\n"}),
+        ),
+        call("finish", serde_json::json!({"summary": "add now adds"})),
+    ]);
+    let agent_config = crate::agent::config(data.path(), "openai", &url, "python3 -m unittest");
+    let policy = data.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("[task_types.bug_fix_isolated]\nseverity = \"low\"\nauto_merge = {auto_merge}\nrequired_gates = [\"tests_pass\"]\nlabels = [\"bug\"]\n"),
+    )
+    .unwrap();
+    let issue = data.path().join("issue.md");
+    std::fs::write(
+        &issue,
+        "# add returns the wrong result\n\nLabels: bug\n\n`calc.add(2, 3)` gives -1.\n",
+    )
+    .unwrap();
+    FlowSetup {
+        repo,
+        data,
+        agent_config,
+        policy,
+        issue,
+        _model: model,
+    }
+}
+
+/// `codectx flow` on the setup with `monitor` as its monitor config, plus `extra`.
+fn flow(f: &FlowSetup, monitor: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "flow",
+        "--issue",
+        f.issue.to_str().unwrap(),
+        "--repo",
+        f.repo.path().to_str().unwrap(),
+        "--policy",
+        f.policy.to_str().unwrap(),
+        "--agent-config",
+        f.agent_config.to_str().unwrap(),
+        "--monitor-config",
+        monitor.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    codectx_command(f.data.path(), &args)
+        .env("OPENAI_API_KEY", "sk-test-flow-key-never-logged")
+        .env("GITHUB_TOKEN", TOKEN)
+        .env_remove("CODECTX_PROMETHEUS_URL")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_flow_runs_agent_gate_merge_ledger_and_monitor_in_one_command() {
+    let service = Service::start();
+    let Some(prom) = start_prometheus(&service.addr) else {
+        return;
+    };
+    let f = flow_setup(true);
+    let root = f.repo.path();
+    let monitor = monitor_config(f.data.path(), &prom.url, "4s", "");
+    let out = flow(&f, &monitor, &["--service", "svc"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains("healthy: healthy for the whole window"),
+        "{stdout}"
+    );
+    // main now ends in a merge of the agent's branch, and its tests pass.
+    let parents = git(root, &["rev-list", "--parents", "-n", "1", "HEAD"]);
+    assert_eq!(
+        parents.split_whitespace().count(),
+        3,
+        "a merge commit: {parents}"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("calc.py"))
+            .unwrap()
+            .contains("a + b")
+    );
+    // One ledger line per stage, tied by the run's id.
+    let ledger = ledger_lines(f.data.path());
+    let kinds: Vec<&str> = ledger.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["agent_run", "gate", "merge", "monitor"],
+        "{ledger:?}"
+    );
+    let run = ledger[0]["task_id"].clone();
+    assert!(ledger.iter().all(|l| l["task_id"] == run), "{ledger:?}");
+    let merge = git(root, &["rev-parse", "HEAD"]);
+    assert_eq!(ledger[2]["merge_commit"], merge.as_str());
+    assert_eq!(ledger[2]["auto_merged"], true);
+    assert_eq!(ledger[3]["merge_commit"], merge.as_str());
+    assert_eq!(ledger[3]["status"], "healthy");
+}
+
+#[test]
+fn the_flow_sends_a_change_the_policy_will_not_auto_merge_to_review_with_a_pull_request() {
+    // The gate passes, but this team reviews every bug fix.
+    let f = flow_setup(false);
+    let root = f.repo.path();
+    let origin = tempfile::tempdir().unwrap();
+    git(origin.path(), &["init", "-q", "--bare"]);
+    git(
+        root,
+        &["remote", "add", "origin", origin.path().to_str().unwrap()],
+    );
+    let forge = Arc::new(Forge::default());
+    let forge_rt = runtime();
+    let listener = forge_rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let forge_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/api/repos/acme/svc/pulls", post(pulls))
+        .with_state(Arc::clone(&forge));
+    forge_rt.spawn(async move { axum::serve(listener, app).await });
+    let monitor = monitor_config(
+        f.data.path(),
+        "http://127.0.0.1:9",
+        "10s",
+        &format!("[github]\nrepository = \"acme/svc\"\napi_url = \"{forge_url}/api\"\n"),
+    );
+    let head_before = git(root, &["rev-parse", "HEAD"]);
+    let out = flow(&f, &monitor, &["--remote", "origin"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.contains("review required"), "{stdout}");
+    assert!(!stderr.contains(TOKEN) && !stdout.contains(TOKEN));
+    // Nothing merged; the branch went to origin and to review.
+    assert_eq!(git(root, &["rev-parse", "HEAD"]), head_before);
+    let ledger = ledger_lines(f.data.path());
+    let kinds: Vec<&str> = ledger.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["agent_run", "gate"], "{ledger:?}");
+    let branch = ledger[0]["branch"].as_str().unwrap();
+    assert_eq!(
+        git(
+            origin.path(),
+            &["rev-parse", &format!("refs/heads/{branch}")]
+        ),
+        git(root, &["rev-parse", branch])
+    );
+    let requests = forge.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "one pull request");
+    assert_eq!(requests[0].1, format!("Bearer {TOKEN}"));
+    assert_eq!(requests[0].2["head"], branch);
+    assert!(
+        requests[0].2["body"].as_str().unwrap().contains("add"),
+        "the PR description is the body: {:?}",
+        requests[0].2
+    );
+}

@@ -45,6 +45,9 @@ pub enum GovernanceCommand {
         repo: Option<PathBuf>,
         #[arg(long)]
         ledger: Option<PathBuf>,
+        /// The merge policy the severity is read from (default: the shipped one).
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -88,6 +91,7 @@ pub fn run(which: GovernanceCommand, config: crate::config::Config) -> Result<()
             branch,
             repo,
             ledger: path,
+            policy,
         } => {
             let commit = match &repo {
                 Some(r) => crate::source::git::git_text(
@@ -119,7 +123,7 @@ pub fn run(which: GovernanceCommand, config: crate::config::Config) -> Result<()
                     "--review-hours must be a number of hours >= 0",
                 ));
             }
-            let policy = crate::policy::Policy::default_policy();
+            let policy = crate::policy::Policy::load(policy.as_deref())?;
             let mut entry = Entry::now(Kind::Merge);
             entry.severity = Some(policy.rules(&task_type).severity.name().to_string());
             entry.task_type = Some(task_type);

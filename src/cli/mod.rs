@@ -8,6 +8,7 @@ use crate::model::Language;
 use crate::retrieve::context::ContextRequest;
 use crate::retrieve::{SearchMode, SearchRequest};
 use clap::{Parser, Subcommand};
+pub mod flow;
 pub mod governance;
 pub mod monitor;
 pub mod out;
@@ -252,6 +253,11 @@ pub enum Command {
         #[command(subcommand)]
         which: monitor::MonitorCommand,
     },
+    /// The whole loop in one command: agent run and gate, then merge (when the policy
+    /// allows it; else the branch goes to review with a pull request), the merge in the
+    /// ledger, then the post-merge monitor. Exit 0 merged and healthy or sent to review, 1
+    /// the agent, gate or monitor said no, 2 an error.
+    Flow(flow::FlowArgs),
     /// The outcomes ledger and the graduation report.
     Governance {
         #[command(subcommand)]
@@ -862,6 +868,7 @@ fn run(cli: Cli) -> crate::Result<()> {
         Command::Gate { which } => gate(which, config),
         Command::Monitor { which } => monitor::run(which, config),
         Command::Governance { which } => governance::run(which, config),
+        Command::Flow(args) => flow::run(args, config),
         Command::Bench { which } => crate::bench::run(which, config),
     }
 }

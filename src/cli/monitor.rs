@@ -22,123 +22,70 @@ pub enum MonitorCommand {
     /// thresholds or the task type's rollback triggers, revert it on a branch
     /// `codectx/revert/<sha>` (pushed, with a pull request and a notification when
     /// configured). Exit 0 healthy, 1 rolled back, 2 error.
-    Watch {
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
-        /// The merge commit.
-        #[arg(long)]
-        merge: String,
-        /// A task type of the policy (its thresholds and rollback triggers apply).
-        #[arg(long)]
-        task_type: String,
-        /// The service's name, `$service` in the metrics' queries (default: the
-        /// repository's directory name).
-        #[arg(long)]
-        service: Option<String>,
-        /// How long to watch (default: the config's, 15m).
-        #[arg(long)]
-        window: Option<String>,
-        /// Time between checks (default: the config's, 30s).
-        #[arg(long)]
-        interval: Option<String>,
-        /// The merge policy (default: the shipped policy/default.toml).
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// The monitor's config (default: `<repo>/.codectx/monitor.toml` when it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Prometheus's address (overrides the config's).
-        #[arg(long, env = "CODECTX_PROMETHEUS_URL")]
-        prometheus: Option<String>,
-        /// The merge time as Unix seconds (default: the merge commit's committer time).
-        #[arg(long)]
-        merged_at: Option<i64>,
-        /// Where the revert branch starts (default: HEAD).
-        #[arg(long, default_value = "HEAD")]
-        base: String,
-        /// The original task (a structured task's JSON, or an issue's text): quoted in
-        /// revert.md; a structured task's rollback_condition is checked too.
-        #[arg(long)]
-        task: Option<PathBuf>,
-        #[arg(long)]
-        task_id: Option<String>,
-        /// The merged pull request's text for revert.md (default: the merge's message).
-        #[arg(long)]
-        pr_text: Option<PathBuf>,
-        /// Where revert.md and events.jsonl go (default: `<data dir>/monitor-runs/<time>-<sha>`).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// One JSON event per line on stdout (the summary last).
-        #[arg(long)]
-        json: bool,
-    },
+    Watch(WatchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// The merge commit.
+    #[arg(long)]
+    merge: String,
+    /// A task type of the policy (its thresholds and rollback triggers apply).
+    #[arg(long)]
+    task_type: String,
+    /// The service's name, `$service` in the metrics' queries (default: the
+    /// repository's directory name).
+    #[arg(long)]
+    service: Option<String>,
+    /// How long to watch (default: the config's, 15m).
+    #[arg(long)]
+    window: Option<String>,
+    /// Time between checks (default: the config's, 30s).
+    #[arg(long)]
+    interval: Option<String>,
+    /// The merge policy (default: the shipped policy/default.toml).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// The monitor's config (default: `<repo>/.codectx/monitor.toml` when it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Prometheus's address (overrides the config's).
+    #[arg(long, env = "CODECTX_PROMETHEUS_URL")]
+    prometheus: Option<String>,
+    /// The merge time as Unix seconds (default: the merge commit's committer time).
+    #[arg(long)]
+    merged_at: Option<i64>,
+    /// Where the revert branch starts (default: HEAD).
+    #[arg(long, default_value = "HEAD")]
+    base: String,
+    /// The original task (a structured task's JSON, or an issue's text): quoted in
+    /// revert.md; a structured task's rollback_condition is checked too.
+    #[arg(long)]
+    task: Option<PathBuf>,
+    #[arg(long)]
+    task_id: Option<String>,
+    /// The merged pull request's text for revert.md (default: the merge's message).
+    #[arg(long)]
+    pr_text: Option<PathBuf>,
+    /// Where revert.md and events.jsonl go (default: `<data dir>/monitor-runs/<time>-<sha>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// One JSON event per line on stdout (the summary last).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(which: MonitorCommand, config: crate::config::Config) -> Result<()> {
     match which {
-        MonitorCommand::Watch {
-            repo,
-            merge,
-            task_type,
-            service,
-            window,
-            interval,
-            policy,
-            config: config_path,
-            prometheus,
-            merged_at,
-            base,
-            task,
-            task_id,
-            pr_text,
-            out,
-            json,
-        } => super::exit_with(watch(
-            WatchArgs {
-                repo,
-                merge,
-                task_type,
-                service,
-                window,
-                interval,
-                policy,
-                config_path,
-                prometheus,
-                merged_at,
-                base,
-                task,
-                task_id,
-                pr_text,
-                out,
-                json,
-            },
-            config,
-        )),
+        MonitorCommand::Watch(args) => super::exit_with(watch(args, config)),
     }
-}
-
-struct WatchArgs {
-    repo: PathBuf,
-    merge: String,
-    task_type: String,
-    service: Option<String>,
-    window: Option<String>,
-    interval: Option<String>,
-    policy: Option<PathBuf>,
-    config_path: Option<PathBuf>,
-    prometheus: Option<String>,
-    merged_at: Option<i64>,
-    base: String,
-    task: Option<PathBuf>,
-    task_id: Option<String>,
-    pr_text: Option<PathBuf>,
-    out: Option<PathBuf>,
-    json: bool,
 }
 
 fn watch(a: WatchArgs, engine: crate::config::Config) -> Result<i32> {
     let repo = super::canonical(&a.repo)?;
-    let mut config = MonitorConfig::load(a.config_path.as_deref(), &repo)?;
+    let mut config = MonitorConfig::load(a.config.as_deref(), &repo)?;
     if let Some(w) = a.window {
         config.watch.window = w;
     }
@@ -223,7 +170,7 @@ fn watch(a: WatchArgs, engine: crate::config::Config) -> Result<i32> {
         &summary.reason,
         Some(summary.merge.clone()),
     );
-    if summary.outcome == Outcome::Error {
+    if summary.outcome == Outcome::Error && json {
         say!("error: {}", summary.reason);
     }
     if !json {
@@ -261,6 +208,8 @@ fn record(
 
 /// One line per event for a person; checks overwrite each other on a terminal.
 fn human(event: &Event, terminal: bool) {
+    // On a terminal the last check line is overwritten in place: end it first.
+    let nl = if terminal { "\n" } else { "" };
     let num = |v: &Option<f64>| v.map_or("-".into(), monitor::condition::number);
     match event {
         Event::Start {
@@ -316,18 +265,18 @@ fn human(event: &Event, terminal: bool) {
             for_s,
             grace_s,
             ..
-        } => say!("\nunreachable for {for_s:.0}s of {grace_s:.0}s grace: {error}"),
+        } => say!("{nl}unreachable for {for_s:.0}s of {grace_s:.0}s grace: {error}"),
         Event::NoData {
             metric,
             for_s,
             grace_s,
             ..
-        } => say!("\n{metric}: no data for {for_s:.0}s of {grace_s:.0}s grace"),
+        } => say!("{nl}{metric}: no data for {for_s:.0}s of {grace_s:.0}s grace"),
         Event::Breach {
             judgement,
             consecutive,
         } => say!(
-            "\nbreach: {} ({} = {} against {}, {consecutive} checks in a row)",
+            "{nl}breach: {} ({} = {} against {}, {consecutive} checks in a row)",
             judgement.condition,
             judgement.metric,
             monitor::condition::number(judgement.value),
@@ -343,7 +292,7 @@ fn human(event: &Event, terminal: bool) {
                 say!("  pull request: {pr}");
             }
         }
-        Event::Alert { reason } => say!("\nALERT: {reason}"),
+        Event::Alert { reason } => say!("{nl}ALERT: {reason}"),
         Event::Warning { message } => say!("warning: {message}"),
         Event::Summary { summary } => {
             crate::outln!(

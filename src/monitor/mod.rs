@@ -278,6 +278,8 @@ pub enum Event {
     Check {
         n: u32,
         elapsed_s: f64,
+        /// Wall time of this check: its queries and judgements.
+        duration_ms: f64,
         values: BTreeMap<String, Option<f64>>,
         judgements: Vec<Judgement>,
         healthy: bool,
@@ -502,6 +504,33 @@ fn plan(request: &WatchRequest) -> Result<Plan> {
     })
 }
 
+/// Reports Prometheus unreachable since `since`; an error once that is past the grace
+/// period, else how long it has been.
+fn unreachable(
+    plan: &Plan,
+    clock: &Instant,
+    since: Instant,
+    error: &str,
+    consequence: &str,
+    emit: &mut dyn FnMut(&Event),
+) -> Result<Duration> {
+    let for_s = since.elapsed();
+    emit(&Event::Unreachable {
+        elapsed_s: clock.elapsed().as_secs_f64(),
+        error: error.to_string(),
+        for_s: for_s.as_secs_f64(),
+        grace_s: plan.grace.as_secs_f64(),
+    });
+    if for_s >= plan.grace {
+        return Err(Error::Unavailable(format!(
+            "{error}; unreachable for {:.0}s, longer than the grace period ({}){consequence}",
+            for_s.as_secs_f64(),
+            crate::time::format_duration(plan.grace)
+        )));
+    }
+    Ok(for_s)
+}
+
 /// Runs `f` until it stops answering `Unreachable` or the grace period is over.
 fn patiently<T>(
     plan: &Plan,
@@ -515,20 +544,7 @@ fn patiently<T>(
             Ok(v) => return Ok(Ok(v)),
             Err(QueryError::Rejected(m)) => return Ok(Err(m)),
             Err(QueryError::Unreachable(m)) => {
-                let for_s = since.elapsed();
-                emit(&Event::Unreachable {
-                    elapsed_s: clock.elapsed().as_secs_f64(),
-                    error: m.clone(),
-                    for_s: for_s.as_secs_f64(),
-                    grace_s: plan.grace.as_secs_f64(),
-                });
-                if for_s >= plan.grace {
-                    return Err(Error::Unavailable(format!(
-                        "{m}; unreachable for {:.0}s, longer than the grace period ({})",
-                        for_s.as_secs_f64(),
-                        crate::time::format_duration(plan.grace)
-                    )));
-                }
+                let for_s = unreachable(plan, clock, since, &m, "", emit)?;
                 std::thread::sleep(
                     plan.interval
                         .min(plan.grace.saturating_sub(for_s))
@@ -620,20 +636,14 @@ fn run(
         }
         if let Some(m) = failure {
             let since = *unreachable_since.get_or_insert(check_at);
-            let for_s = since.elapsed();
-            emit(&Event::Unreachable {
-                elapsed_s: clock.elapsed().as_secs_f64(),
-                error: m.clone(),
-                for_s: for_s.as_secs_f64(),
-                grace_s: plan.grace.as_secs_f64(),
-            });
-            if for_s >= plan.grace {
-                return Err(Error::Unavailable(format!(
-                    "{m}; unreachable for {:.0}s, longer than the grace period ({}): the merge was not watched to the end of its window",
-                    for_s.as_secs_f64(),
-                    crate::time::format_duration(plan.grace)
-                )));
-            }
+            unreachable(
+                plan,
+                clock,
+                since,
+                &m,
+                ": the merge was not watched to the end of its window",
+                emit,
+            )?;
         } else {
             unreachable_since = None;
             summary.checks += 1;
@@ -661,6 +671,7 @@ fn run(
             emit(&Event::Check {
                 n: summary.checks,
                 elapsed_s: clock.elapsed().as_secs_f64(),
+                duration_ms: check_at.elapsed().as_secs_f64() * 1000.0,
                 values: values.clone(),
                 healthy: judgements.iter().all(|j| !j.breach),
                 judgements,

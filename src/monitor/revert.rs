@@ -118,6 +118,12 @@ pub fn revert(request: &WatchRequest, merge: &str, why: &Why) -> Result<Reverted
                 request.base
             ))
         })?;
+        if git_text(&worktree, &["diff", "--cached", "--quiet"]).is_ok() {
+            return Err(Error::FailedPrecondition(format!(
+                "reverting {short} changes nothing on {} (already reverted, or an empty merge): nothing to roll back",
+                request.base
+            )));
+        }
         let message = format!(
             "Revert \"{subject}\"\n\nThis reverts commit {merge}.\n\ncodectx monitor: {} ({}) breached: {} = {} {}, {} after the merge at {}.\nSee revert.md for the details.\n",
             why.condition,
