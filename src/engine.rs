@@ -325,7 +325,7 @@ impl Engine {
             .join(format!("{name}-{}", &hash[..12]))
     }
 
-    fn canonical_root(path: &Path) -> Result<PathBuf> {
+    pub fn canonical_root(path: &Path) -> Result<PathBuf> {
         let root = path.canonicalize().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 Error::NotFound(format!("{}: no such directory", path.display()))

@@ -11,6 +11,8 @@ pub enum ErrorKind {
     NotFound,
     /// The thing exists but is not ready (e.g. a repository not yet indexed).
     FailedPrecondition,
+    /// The caller may not do this (a path outside a server's allowed roots).
+    PermissionDenied,
     /// A transient failure: retrying may help (index locked by another writer).
     Unavailable,
     /// Stored data could not be read as expected.
@@ -29,6 +31,8 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -49,6 +53,7 @@ impl Error {
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Corrupt(_) => ErrorKind::Corrupt,
             Error::Io { .. } => ErrorKind::Io,

@@ -377,7 +377,17 @@ fn a_failing_rust_test_is_fixed_in_two_iterations_over_the_anthropic_format() {
         }),
     );
     // A real server in its own process, whose log must show the agent's gRPC calls.
-    let mut command = codectx_command(data.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    // The agent registers its repository over the API: the server must allow its root.
+    let mut command = codectx_command(
+        data.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-root",
+            repo.path().to_str().unwrap(),
+        ],
+    );
     command.stderr(std::process::Stdio::piped());
     let (mut server, server_url, _lines) = crate::support::spawn_serve(command);
     let run = agent(

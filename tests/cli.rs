@@ -464,3 +464,17 @@ fn a_reindex_waits_for_a_search_holding_the_vector_store() {
     assert_eq!(status["stale"], false, "{status}");
     assert_eq!(status["dense_coverage"], 1.0, "{status}");
 }
+
+#[test]
+fn serve_refuses_to_let_clients_register_the_root_or_a_system_directory() {
+    let data = tempfile::tempdir().unwrap();
+    for root in ["/", "/etc", "/usr"] {
+        let out = codectx(
+            data.path(),
+            &["serve", "--listen", "127.0.0.1:0", "--allow-root", root],
+        );
+        assert_eq!(out.status.code(), Some(2), "{root}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("allowed root {root}:")), "{err}");
+    }
+}

@@ -1122,3 +1122,133 @@ fn embedding_runs_behind_the_reindex_and_resumes_when_the_server_restarts() {
         server.done.take().unwrap().await.unwrap().unwrap();
     });
 }
+
+#[test]
+fn clients_register_only_under_the_allowed_roots_and_never_system_directories() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let allowed = tempfile::tempdir().unwrap();
+        let inside = allowed.path().join("app");
+        write(&inside, "app.py", "def handler():\n    return 200\n");
+        let outside = fixture_repo();
+        let (engine, _data) = engine();
+        let options = grpc::ServeOptions {
+            admission: codectx::server::admission::Admission::only(
+                &[allowed.path().to_path_buf()],
+                &["github.com".to_string()],
+            )
+            .unwrap(),
+            ..Default::default()
+        };
+        let mut server = start_with(engine, options).await;
+        let mut c = client(&server).await;
+        let register = |path: &std::path::Path| pb::RegisterRepositoryRequest {
+            path: path.to_str().unwrap().to_string(),
+            ..Default::default()
+        };
+        // The reproduction of issue 20: register /etc, index it, read passwd.
+        let status = c
+            .register_repository(register(std::path::Path::new("/etc")))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(
+            status.message().contains("nothing under /etc"),
+            "{status:?}"
+        );
+        let status = c
+            .reindex(pb::ReindexRequest {
+                repository: "/etc".into(),
+                no_embed: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        // A directory outside the roots, by registration or by a reindex naming it.
+        let status = c
+            .register_repository(register(outside.path()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(
+            status
+                .message()
+                .contains("not under the server's allowed roots"),
+            "{status:?}"
+        );
+        let status = c
+            .reindex(pb::ReindexRequest {
+                repository: outside.path().to_str().unwrap().into(),
+                no_embed: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        // A symlink inside the root that points out of it is judged by its target.
+        let link = allowed.path().join("escape");
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        assert_eq!(
+            code(c.register_repository(register(&link)).await),
+            Code::PermissionDenied
+        );
+        // A URL from a host the server does not clone from.
+        let by_url = pb::RegisterRepositoryRequest {
+            url: "https://evil.example/x/y.git".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            code(c.register_repository(by_url).await),
+            Code::PermissionDenied
+        );
+        // Under the root: registered and indexed.
+        let repo = c
+            .register_repository(register(&inside))
+            .await
+            .unwrap()
+            .into_inner();
+        reindex_all(&mut c, &repo.id).await;
+        let hits = c
+            .search(search(&repo.id, "handler"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!hits.hits.is_empty());
+        assert!(
+            c.list_repositories(pb::ListRepositoriesRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .repositories
+                .len()
+                == 1,
+            "only the admitted repository was registered"
+        );
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn even_an_open_server_never_registers_a_system_directory() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (engine, _data) = engine();
+        let mut server = start(engine).await;
+        let mut c = client(&server).await;
+        for path in ["/", "/etc", "/proc/self", "/usr"] {
+            let req = pb::RegisterRepositoryRequest {
+                path: path.into(),
+                ..Default::default()
+            };
+            assert_eq!(
+                code(c.register_repository(req).await),
+                Code::PermissionDenied,
+                "{path}"
+            );
+        }
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}

@@ -170,7 +170,13 @@ fn hooks_installed_with_a_server_ask_it_to_reindex_and_index_locally_when_it_is_
     let local = tempfile::tempdir().unwrap();
     let (mut server, url, lines) = crate::support::spawn_serve(crate::support::codectx_command(
         served.path(),
-        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-root",
+            root.to_str().unwrap(),
+        ],
     ));
     let out = codectx(
         local.path(),

@@ -211,6 +211,14 @@ pub enum Command {
         /// Mutual TLS: require client certificates that chain to this PEM CA.
         #[arg(long, env = "CODECTX_TLS_CLIENT_CA", requires = "tls_cert")]
         tls_client_ca: Option<PathBuf>,
+        /// Clients may register (and reindex) repositories under this directory (repeat);
+        /// without one they may register none. Never `/` or a system directory.
+        #[arg(long = "allow-root", value_name = "DIR")]
+        allow_roots: Vec<PathBuf>,
+        /// Clients may register repositories by git URL from this host (repeat;
+        /// `file` for file:// URLs); without one, by path only.
+        #[arg(long = "allow-host", value_name = "HOST")]
+        allow_hosts: Vec<String>,
     },
     /// Serve search, read_span and status as MCP tools over stdio (for Claude Code,
     /// Cursor and other agents that speak the Model Context Protocol).
@@ -443,6 +451,11 @@ struct ServeFile {
     max_file_bytes: Option<u64>,
     /// `[tls] cert = .., key = .., client_ca = ..`
     tls: Option<crate::server::grpc::TlsFiles>,
+    /// What clients may register: directories and git hosts.
+    #[serde(default)]
+    allow_roots: Vec<PathBuf>,
+    #[serde(default)]
+    allow_hosts: Vec<String>,
 }
 
 fn serve_file(path: Option<&std::path::Path>) -> crate::Result<ServeFile> {
@@ -772,6 +785,8 @@ fn run(cli: Cli) -> crate::Result<()> {
             tls_cert,
             tls_key,
             tls_client_ca,
+            allow_roots,
+            allow_hosts,
         } => {
             // Flags and environment first, then the file, then the defaults.
             let file = serve_file(file.as_deref())?;
@@ -798,6 +813,17 @@ fn run(cli: Cli) -> crate::Result<()> {
                 _ => file.tls,
             };
             let scheme = if tls.is_some() { "https" } else { "http" };
+            let allow_roots = if allow_roots.is_empty() {
+                file.allow_roots
+            } else {
+                allow_roots
+            };
+            let allow_hosts = if allow_hosts.is_empty() {
+                file.allow_hosts
+            } else {
+                allow_hosts
+            };
+            let admission = crate::server::admission::Admission::only(&allow_roots, &allow_hosts)?;
             let engine = std::sync::Arc::new(Engine::new(config)?);
             for repo in repos {
                 let text = repo.to_string_lossy();
@@ -829,6 +855,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                     max_in_flight,
                     metrics_listen,
                     tls,
+                    admission,
                     ..Default::default()
                 };
                 if let Some(m) = metrics_listen {

@@ -53,6 +53,9 @@ pub struct ServeOptions {
     /// Embed behind the lexical index on a background worker (and resume, at start, what
     /// an earlier run left unembedded); otherwise a reindex embeds before it answers.
     pub embed_in_background: bool,
+    /// What clients may register (`codectx serve`: only under `--allow-root`; the default,
+    /// for servers codectx starts for its own clients, anything but system directories).
+    pub admission: super::admission::Admission,
 }
 
 /// PEM files of a TLS server: its certificate chain and key, and optionally the CA that
@@ -91,6 +94,7 @@ impl Default for ServeOptions {
             metrics_listen: None,
             tls: None,
             embed_in_background: true,
+            admission: super::admission::Admission::open(),
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct Service {
     metrics: super::metrics::Metrics,
     /// Embeds what a reindex left behind its commit; `None` embeds inside the reindex.
     embedding: Option<Arc<crate::background::EmbedWorker>>,
+    admission: Arc<super::admission::Admission>,
 }
 
 impl Service {
@@ -119,7 +124,14 @@ impl Service {
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
             metrics,
             embedding: None,
+            admission: Arc::new(super::admission::Admission::open()),
         }
+    }
+
+    /// Lets clients register only what `admission` admits.
+    pub fn with_admission(mut self, admission: super::admission::Admission) -> Service {
+        self.admission = Arc::new(admission);
+        self
     }
 
     /// Hands embedding to `worker`: a reindex answers once the lexical index is committed.
@@ -208,15 +220,35 @@ fn status_if_indexed(engine: &Engine, root: &Path) -> Result<Option<RepoStatus>>
 }
 
 /// The repository a request names: registered id or path; for reindexing, an absolute
-/// path not yet registered is registered.
-fn resolve(engine: &Engine, name: &str, register: bool) -> Result<PathBuf> {
-    match engine.find_repository(name) {
-        Ok(root) => Ok(root),
-        Err(e) if register && e.kind() == crate::error::ErrorKind::NotFound => {
-            engine.register(Path::new(name))
+/// path not yet registered is registered if `admission` admits it.
+fn resolve(
+    engine: &Engine,
+    admission: Option<&super::admission::Admission>,
+    name: &str,
+) -> Result<PathBuf> {
+    match (engine.find_repository(name), admission) {
+        (Ok(root), _) => Ok(root),
+        (Err(e), Some(admission)) if e.kind() == crate::error::ErrorKind::NotFound => {
+            register(engine, admission, Path::new(name))
         }
-        Err(e) => Err(e),
+        (Err(e), _) => Err(e),
     }
+}
+
+/// Registers `path` if `admission` admits its canonical form (a registered repository is
+/// always itself again).
+fn register(
+    engine: &Engine,
+    admission: &super::admission::Admission,
+    path: &Path,
+) -> Result<PathBuf> {
+    if let Ok(root) = engine.find_repository(&path.to_string_lossy()) {
+        return Ok(root);
+    }
+    if path.is_absolute() {
+        admission.check_path(&Engine::canonical_root(path)?)?;
+    }
+    engine.register(path)
 }
 
 fn mode(m: i32) -> Result<SearchMode> {
@@ -276,14 +308,18 @@ impl CodeContext for Service {
         let _permit = self.admit()?;
         let pb::RegisterRepositoryRequest { path, url } = request.into_inner();
         let engine = Arc::clone(&self.engine);
+        let admission = Arc::clone(&self.admission);
         blocking(move || {
             let root = match (path.is_empty(), url.is_empty()) {
                 (true, true) => return Err(Error::invalid("path or url: one must be given")),
                 (false, false) => {
                     return Err(Error::invalid("path and url: give one, not both"));
                 }
-                (false, true) => engine.register(Path::new(&path))?,
-                (true, false) => engine.register_remote(&url)?,
+                (false, true) => register(&engine, &admission, Path::new(&path))?,
+                (true, false) => {
+                    admission.check_url(&url)?;
+                    engine.register_remote(&url)?
+                }
             };
             let status = status_if_indexed(&engine, &root)?;
             Ok(repository(&engine, &root, status.as_ref()))
@@ -338,7 +374,8 @@ impl CodeContext for Service {
         let root = {
             let engine = Arc::clone(&engine);
             let name = req.repository.clone();
-            blocking(move || resolve(&engine, &name, true)).await?
+            let admission = Arc::clone(&self.admission);
+            blocking(move || resolve(&engine, Some(&admission), &name)).await?
         };
         let (tx, rx) = mpsc::channel(64);
         let metrics = self.metrics.clone();
@@ -456,7 +493,7 @@ impl CodeContext for Service {
             "Status",
             repo_name,
             blocking(move || {
-                let root = resolve(&engine, &name, false)?;
+                let root = resolve(&engine, None, &name)?;
                 let s = engine.status(&root)?;
                 Ok(pb::StatusResponse {
                     repository: Some(repository(&engine, &root, Some(&s))),
@@ -487,7 +524,7 @@ impl CodeContext for Service {
             "Search",
             repo_name,
             blocking(move || {
-                let root = resolve(&engine, &req.repository, false)?;
+                let root = resolve(&engine, None, &req.repository)?;
                 let language = match opt(req.language) {
                     Some(l) => Some(
                         Language::parse(&l)
@@ -574,7 +611,7 @@ impl CodeContext for Service {
             "GetContext",
             repo_name,
             blocking(move || {
-                let root = resolve(&engine, &req.repository, false)?;
+                let root = resolve(&engine, None, &req.repository)?;
                 let budget = if req.budget == 0 {
                     8000
                 } else {
@@ -644,7 +681,7 @@ impl CodeContext for Service {
             "ReadSpan",
             repo_name,
             blocking(move || {
-                let root = resolve(&engine, &req.repository, false)?;
+                let root = resolve(&engine, None, &req.repository)?;
                 let span = engine.read_span(
                     &root,
                     opt(req.r#ref).as_deref(),
@@ -738,7 +775,8 @@ pub async fn serve(
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     let metrics = super::metrics::Metrics::default();
     let mut api =
-        Service::with_metrics(Arc::clone(&engine), options.max_in_flight, metrics.clone());
+        Service::with_metrics(Arc::clone(&engine), options.max_in_flight, metrics.clone())
+            .with_admission(options.admission.clone());
     if options.embed_in_background {
         let worker = Arc::new(crate::background::EmbedWorker::start(Arc::clone(&engine)));
         // What an earlier run left unembedded (a large change, a kill) is resumed.

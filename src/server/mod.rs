@@ -3,6 +3,7 @@
 //! Only this module names transport types (tonic, axum); `status` maps engine errors to
 //! gRPC codes in one place.
 
+pub mod admission;
 pub mod client;
 pub mod grpc;
 pub mod mcp;

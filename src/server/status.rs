@@ -11,6 +11,7 @@ pub fn to_status(e: Error) -> Status {
         ErrorKind::InvalidInput => Status::invalid_argument(message),
         ErrorKind::NotFound => Status::not_found(message),
         ErrorKind::FailedPrecondition => Status::failed_precondition(message),
+        ErrorKind::PermissionDenied => Status::permission_denied(message),
         ErrorKind::Unavailable => Status::unavailable(message),
         ErrorKind::Corrupt | ErrorKind::Io | ErrorKind::Internal => {
             tracing::error!("internal error answered as INTERNAL: {message}");
@@ -26,6 +27,7 @@ pub fn from_status(s: Status) -> Error {
         tonic::Code::InvalidArgument => Error::InvalidInput(message),
         tonic::Code::NotFound => Error::NotFound(message),
         tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
+        tonic::Code::PermissionDenied => Error::PermissionDenied(message),
         tonic::Code::Unavailable => Error::Unavailable(message),
         code => Error::Internal(format!("{code}: {message}")),
     }
