@@ -478,3 +478,80 @@ fn serve_refuses_to_let_clients_register_the_root_or_a_system_directory() {
         assert!(err.contains(&format!("allowed root {root}:")), "{err}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn serve_gives_each_configured_client_only_its_repositories() {
+    let (mine, theirs) = (fixture_repo(), fixture_repo());
+    let data = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        mine.path().to_str().unwrap(),
+        theirs.path().to_str().unwrap(),
+    );
+    for root in [a, b] {
+        assert!(
+            codectx(data.path(), &["index", root, "--no-embed"])
+                .status
+                .success()
+        );
+    }
+    let cfg = data.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nrepos = [\"{a}\", \"{b}\"]\n\n[[clients]]\nname = \"alpha\"\ntoken_env = \"CODECTX_TEST_ALPHA_TOKEN\"\nrepositories = [\"{a}\"]\n"
+        ),
+    )
+    .unwrap();
+    // A client whose token variable is unset stops the server at start, naming it.
+    let out =
+        crate::support::codectx_command(data.path(), &["serve", "--config", cfg.to_str().unwrap()])
+            .env_remove("CODECTX_TEST_ALPHA_TOKEN")
+            .output()
+            .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("$CODECTX_TEST_ALPHA_TOKEN is not set"),
+        "{err}"
+    );
+
+    let mut command =
+        crate::support::codectx_command(data.path(), &["serve", "--config", cfg.to_str().unwrap()]);
+    command.env("CODECTX_TEST_ALPHA_TOKEN", "alpha-Zq8Lm2Vb4");
+    let (mut server, addr, _lines) = crate::support::spawn_serve(command);
+    let search = |repo: &str| {
+        crate::support::codectx_command(
+            data.path(),
+            &[
+                "search",
+                "ring_write",
+                "--server",
+                &addr,
+                "--repo",
+                repo,
+                "--mode",
+                "lexical",
+            ],
+        )
+        .env("CODECTX_AUTH_TOKEN", "alpha-Zq8Lm2Vb4")
+        .output()
+        .unwrap()
+    };
+    let own = search(a);
+    let other = search(b);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    assert!(String::from_utf8_lossy(&own.stdout).contains("sample.c"));
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("client \"alpha\" may not use repository"),
+        "{err}"
+    );
+}

@@ -1252,3 +1252,211 @@ fn even_an_open_server_never_registers_a_system_directory() {
         server.done.take().unwrap().await.unwrap().unwrap();
     });
 }
+
+/// The error of a call that must fail.
+fn failure<T>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status {
+    r.map(|_| ()).unwrap_err()
+}
+
+/// `message` with `authorization: Bearer <token>`.
+fn as_client<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+#[test]
+fn a_scoped_client_sees_only_its_repositories() {
+    use codectx::server::admission::{Admission, Client, Scope};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mine = fixture_repo();
+        let theirs = fixture_repo();
+        let mine_root = mine.path().canonicalize().unwrap();
+        let theirs_root = theirs.path().canonicalize().unwrap();
+        let (engine, _data) = engine();
+        let options = grpc::ServeOptions {
+            auth_token: Some("ops-token".into()),
+            clients: vec![Client {
+                name: "alpha".into(),
+                token: "alpha-token".into(),
+                scope: Scope::only(vec![mine_root.to_string_lossy().into_owned()]),
+            }],
+            admission: Admission::open(),
+            ..Default::default()
+        };
+        let mut server = start_with(engine, options).await;
+        let mut c = client(&server).await;
+        let register = |p: &std::path::Path| pb::RegisterRepositoryRequest {
+            path: p.to_string_lossy().into_owned(),
+            ..Default::default()
+        };
+        // The operator's token registers and indexes both.
+        for root in [&mine_root, &theirs_root] {
+            let r = c
+                .register_repository(as_client("ops-token", register(root)))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut stream = c
+                .reindex(as_client(
+                    "ops-token",
+                    pb::ReindexRequest {
+                        repository: r.id.clone(),
+                        no_embed: true,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            while let Some(m) = stream.next().await {
+                m.unwrap();
+            }
+        }
+        let theirs_s = theirs_root.to_string_lossy().into_owned();
+        let mine_s = mine_root.to_string_lossy().into_owned();
+        let lister = c.clone();
+        let list = |token: &'static str| {
+            let mut c = lister.clone();
+            async move {
+                c.list_repositories(as_client(token, pb::ListRepositoriesRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .repositories
+                    .into_iter()
+                    .map(|r| r.root)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(list("ops-token").await.len(), 2);
+        assert_eq!(list("alpha-token").await, vec![mine_s.clone()]);
+        // alpha uses its repository...
+        let found = c
+            .search(as_client("alpha-token", search(&mine_s, "ring_write")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!found.hits.is_empty());
+        // ...and nothing of the other, whatever the method.
+        let denied = |s: tonic::Status, what: &str| {
+            assert_eq!(s.code(), Code::PermissionDenied, "{what}: {s:?}");
+            assert!(
+                s.message()
+                    .contains("client \"alpha\" may not use repository"),
+                "{what}: {s:?}"
+            );
+        };
+        denied(
+            failure(
+                c.search(as_client("alpha-token", search(&theirs_s, "ring_write")))
+                    .await,
+            ),
+            "search",
+        );
+        denied(
+            failure(
+                c.status(as_client(
+                    "alpha-token",
+                    pb::StatusRequest {
+                        repository: theirs_s.clone(),
+                    },
+                ))
+                .await,
+            ),
+            "status",
+        );
+        denied(
+            failure(
+                c.read_span(as_client(
+                    "alpha-token",
+                    pb::ReadSpanRequest {
+                        repository: theirs_s.clone(),
+                        path: "sample.c".into(),
+                        start_line: 1,
+                        end_line: 3,
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            ),
+            "read_span",
+        );
+        denied(
+            failure(
+                c.get_context(as_client(
+                    "alpha-token",
+                    pb::GetContextRequest {
+                        repository: theirs_s.clone(),
+                        task: "ring buffer".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            ),
+            "get_context",
+        );
+        denied(
+            failure(
+                c.reindex(as_client(
+                    "alpha-token",
+                    pb::ReindexRequest {
+                        repository: theirs_s.clone(),
+                        no_embed: true,
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            ),
+            "reindex",
+        );
+        denied(
+            failure(
+                c.register_repository(as_client("alpha-token", register(&theirs_root)))
+                    .await,
+            ),
+            "register",
+        );
+        denied(
+            failure(
+                c.remove_repository(as_client(
+                    "alpha-token",
+                    pb::RemoveRepositoryRequest {
+                        repository: theirs_s.clone(),
+                    },
+                ))
+                .await,
+            ),
+            "remove",
+        );
+        // By URL: a scoped client registers by path only.
+        let by_url = pb::RegisterRepositoryRequest {
+            url: format!("file://{theirs_s}"),
+            ..Default::default()
+        };
+        assert_eq!(
+            code(
+                c.register_repository(as_client("alpha-token", by_url))
+                    .await
+            ),
+            Code::PermissionDenied
+        );
+        // Still registered for the operator; no token, or a wrong one, gets nothing.
+        assert_eq!(list("ops-token").await.len(), 2);
+        assert_eq!(
+            code(c.list_repositories(pb::ListRepositoriesRequest {}).await),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            code(
+                c.list_repositories(as_client("alpha-tokem", pb::ListRepositoriesRequest {}))
+                    .await
+            ),
+            Code::PermissionDenied
+        );
+        server.stop.take().unwrap().send(()).unwrap();
+        server.done.take().unwrap().await.unwrap().unwrap();
+    });
+}

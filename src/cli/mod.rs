@@ -456,6 +456,57 @@ struct ServeFile {
     allow_roots: Vec<PathBuf>,
     #[serde(default)]
     allow_hosts: Vec<String>,
+    /// `[[clients]] name = .., token_env = .., repositories = [..]`: clients with tokens
+    /// of their own (read from the named environment variables), each limited to its
+    /// repositories.
+    #[serde(default)]
+    clients: Vec<ClientFile>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFile {
+    name: String,
+    /// The environment variable that holds this client's token.
+    token_env: String,
+    /// Roots (absolute paths) or repository ids; `["*"]` for every repository.
+    repositories: Vec<String>,
+}
+
+impl ClientFile {
+    fn client(self) -> crate::Result<crate::server::admission::Client> {
+        use crate::server::admission::{Client, Scope};
+        let token = std::env::var(&self.token_env)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "serve config: client {:?}: ${} is not set (a client's token comes from the environment only)",
+                    self.name, self.token_env
+                ))
+            })?;
+        let scope = if self.repositories.iter().any(|r| r == "*") {
+            Scope::all()
+        } else {
+            // Paths as the server registers them: canonical when they exist.
+            Scope::only(
+                self.repositories
+                    .into_iter()
+                    .map(|r| {
+                        std::fs::canonicalize(&r)
+                            .ok()
+                            .filter(|_| r.starts_with('/'))
+                            .map_or(r, |p| p.to_string_lossy().into_owned())
+                    })
+                    .collect(),
+            )
+        };
+        Ok(Client {
+            name: self.name,
+            token: token.trim().to_string(),
+            scope,
+        })
+    }
 }
 
 fn serve_file(path: Option<&std::path::Path>) -> crate::Result<ServeFile> {
@@ -824,6 +875,11 @@ fn run(cli: Cli) -> crate::Result<()> {
                 allow_hosts
             };
             let admission = crate::server::admission::Admission::only(&allow_roots, &allow_hosts)?;
+            let clients = file
+                .clients
+                .into_iter()
+                .map(ClientFile::client)
+                .collect::<crate::Result<Vec<_>>>()?;
             let engine = std::sync::Arc::new(Engine::new(config)?);
             for repo in repos {
                 let text = repo.to_string_lossy();
@@ -856,6 +912,7 @@ fn run(cli: Cli) -> crate::Result<()> {
                     metrics_listen,
                     tls,
                     admission,
+                    clients,
                     ..Default::default()
                 };
                 if let Some(m) = metrics_listen {

@@ -8,6 +8,54 @@
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The repositories one client may see and act on: all of them, or these (roots or ids).
+#[derive(Debug, Clone, Default)]
+pub struct Scope(Option<Arc<Vec<String>>>);
+
+impl Scope {
+    pub fn all() -> Scope {
+        Scope(None)
+    }
+
+    /// Only these repositories: absolute roots (as the server registered them) or ids.
+    pub fn only(repositories: Vec<String>) -> Scope {
+        Scope(Some(Arc::new(repositories)))
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Whether the repository at `root` (id `id`) is in scope.
+    pub fn allows(&self, root: &Path, id: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(list) => list.iter().any(|e| e == id || Path::new(e) == root),
+        }
+    }
+
+    /// [`Scope::allows`] as an error that names the client and the repository.
+    pub fn check(&self, client: &str, root: &Path, id: &str) -> Result<()> {
+        if self.allows(root, id) {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!(
+            "client {client:?} may not use repository {} ({id})",
+            root.display()
+        )))
+    }
+}
+
+/// A client of the server with a token of its own and what it may see.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub name: String,
+    /// Compared in constant time; read from the environment, never from a file.
+    pub token: String,
+    pub scope: Scope,
+}
 
 /// Directories that hold no repository a client should index; nothing under them either.
 const NEVER_UNDER: &[&str] = &["/etc", "/proc", "/sys", "/dev", "/boot", "/run"];

@@ -56,6 +56,9 @@ pub struct ServeOptions {
     /// What clients may register (`codectx serve`: only under `--allow-root`; the default,
     /// for servers codectx starts for its own clients, anything but system directories).
     pub admission: super::admission::Admission,
+    /// Clients with tokens of their own, each seeing only its repositories (`auth_token`
+    /// is a client that sees every repository). With any, every call needs a token.
+    pub clients: Vec<super::admission::Client>,
 }
 
 /// PEM files of a TLS server: its certificate chain and key, and optionally the CA that
@@ -95,6 +98,7 @@ impl Default for ServeOptions {
             tls: None,
             embed_in_background: true,
             admission: super::admission::Admission::open(),
+            clients: Vec::new(),
         }
     }
 }
@@ -152,27 +156,73 @@ impl Service {
     }
 }
 
-/// Checks `authorization: Bearer <token>` in constant time.
+/// Checks `authorization: Bearer <token>` in constant time against every client's token
+/// and hands the handlers who called ([`Caller`]).
 #[derive(Clone)]
-struct Auth(Option<Arc<str>>);
+struct Auth(Arc<Vec<super::admission::Client>>);
+
+/// Who made a call and what it may see (every repository when the server has no tokens).
+#[derive(Clone)]
+struct Caller {
+    name: Arc<str>,
+    scope: super::admission::Scope,
+}
+
+impl Default for Caller {
+    fn default() -> Self {
+        Caller {
+            name: Arc::from("anonymous"),
+            scope: super::admission::Scope::all(),
+        }
+    }
+}
+
+impl Caller {
+    fn of<T>(request: &Request<T>) -> Caller {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// An error unless this caller may use the repository at `root`.
+    fn check(&self, engine: &Engine, root: &Path) -> Result<()> {
+        self.scope
+            .check(&self.name, root, &engine.repository_id(root))
+    }
+}
 
 impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(token) = &self.0 else {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if self.0.is_empty() {
             return Ok(request);
-        };
+        }
         let header = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        match header.and_then(|h| h.strip_prefix("Bearer ")) {
-            None => Err(Status::unauthenticated(
+        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return Err(Status::unauthenticated(
                 "this server requires `authorization: Bearer <token>`",
-            )),
-            Some(given) if super::constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            ));
+        };
+        // Every token is compared, so the time taken says nothing about which matched.
+        let mut found = None;
+        for client in self.0.iter() {
+            if super::constant_time_eq(given.as_bytes(), client.token.as_bytes()) {
+                found = found.or(Some(client));
+            }
+        }
+        match found {
+            Some(client) => {
+                request.extensions_mut().insert(Caller {
+                    name: Arc::from(client.name.as_str()),
+                    scope: client.scope.clone(),
+                });
                 Ok(request)
             }
-            Some(_) => Err(Status::permission_denied(
+            None => Err(Status::permission_denied(
                 "the bearer token is not accepted",
             )),
         }
@@ -223,13 +273,14 @@ fn status_if_indexed(engine: &Engine, root: &Path) -> Result<Option<RepoStatus>>
 /// path not yet registered is registered if `admission` admits it.
 fn resolve(
     engine: &Engine,
-    admission: Option<&super::admission::Admission>,
+    register_as: Option<(&super::admission::Admission, &Caller)>,
     name: &str,
 ) -> Result<PathBuf> {
-    match (engine.find_repository(name), admission) {
-        (Ok(root), _) => Ok(root),
-        (Err(e), Some(admission)) if e.kind() == crate::error::ErrorKind::NotFound => {
-            register(engine, admission, Path::new(name))
+    match (engine.find_repository(name), register_as) {
+        (Ok(root), Some((_, caller))) => caller.check(engine, &root).map(|()| root),
+        (Ok(root), None) => Ok(root),
+        (Err(e), Some((admission, caller))) if e.kind() == crate::error::ErrorKind::NotFound => {
+            register(engine, admission, caller, Path::new(name))
         }
         (Err(e), _) => Err(e),
     }
@@ -240,13 +291,16 @@ fn resolve(
 fn register(
     engine: &Engine,
     admission: &super::admission::Admission,
+    caller: &Caller,
     path: &Path,
 ) -> Result<PathBuf> {
     if let Ok(root) = engine.find_repository(&path.to_string_lossy()) {
-        return Ok(root);
+        return caller.check(engine, &root).map(|()| root);
     }
     if path.is_absolute() {
-        admission.check_path(&Engine::canonical_root(path)?)?;
+        let root = Engine::canonical_root(path)?;
+        admission.check_path(&root)?;
+        caller.check(engine, &root)?;
     }
     engine.register(path)
 }
@@ -306,6 +360,7 @@ impl CodeContext for Service {
         request: Request<pb::RegisterRepositoryRequest>,
     ) -> Result<Response<pb::Repository>, Status> {
         let _permit = self.admit()?;
+        let caller = Caller::of(&request);
         let pb::RegisterRepositoryRequest { path, url } = request.into_inner();
         let engine = Arc::clone(&self.engine);
         let admission = Arc::clone(&self.admission);
@@ -315,8 +370,14 @@ impl CodeContext for Service {
                 (false, false) => {
                     return Err(Error::invalid("path and url: give one, not both"));
                 }
-                (false, true) => register(&engine, &admission, Path::new(&path))?,
+                (false, true) => register(&engine, &admission, &caller, Path::new(&path))?,
                 (true, false) => {
+                    if !caller.scope.is_all() {
+                        return Err(Error::PermissionDenied(format!(
+                            "client {:?} may register repositories in its scope by path only",
+                            caller.name
+                        )));
+                    }
                     admission.check_url(&url)?;
                     engine.register_remote(&url)?
                 }
@@ -330,13 +391,17 @@ impl CodeContext for Service {
 
     async fn list_repositories(
         &self,
-        _request: Request<pb::ListRepositoriesRequest>,
+        request: Request<pb::ListRepositoriesRequest>,
     ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
         let _permit = self.admit()?;
+        let caller = Caller::of(&request);
         let engine = Arc::clone(&self.engine);
         blocking(move || {
             let mut repositories = Vec::new();
             for root in engine.repositories()? {
+                if caller.check(&engine, &root).is_err() {
+                    continue;
+                }
                 let status = status_if_indexed(&engine, &root).unwrap_or(None);
                 repositories.push(repository(&engine, &root, status.as_ref()));
             }
@@ -351,9 +416,11 @@ impl CodeContext for Service {
         request: Request<pb::RemoveRepositoryRequest>,
     ) -> Result<Response<pb::RemoveRepositoryResponse>, Status> {
         let _permit = self.admit()?;
+        let caller = Caller::of(&request);
         let name = request.into_inner().repository;
         let engine = Arc::clone(&self.engine);
         blocking(move || {
+            caller.check(&engine, &resolve(&engine, None, &name)?)?;
             engine
                 .unregister(&name)
                 .map(|_| pb::RemoveRepositoryResponse {})
@@ -369,13 +436,14 @@ impl CodeContext for Service {
         request: Request<pb::ReindexRequest>,
     ) -> Result<Response<Self::ReindexStream>, Status> {
         let permit = self.admit()?;
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
         let root = {
             let engine = Arc::clone(&engine);
             let name = req.repository.clone();
             let admission = Arc::clone(&self.admission);
-            blocking(move || resolve(&engine, Some(&admission), &name)).await?
+            blocking(move || resolve(&engine, Some((&admission, &caller)), &name)).await?
         };
         let (tx, rx) = mpsc::channel(64);
         let metrics = self.metrics.clone();
@@ -484,6 +552,7 @@ impl CodeContext for Service {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let _permit = self.admit()?;
+        let caller = Caller::of(&request);
         let name = request.into_inner().repository;
         let engine = Arc::clone(&self.engine);
         let repo_name = name.clone();
@@ -494,6 +563,7 @@ impl CodeContext for Service {
             repo_name,
             blocking(move || {
                 let root = resolve(&engine, None, &name)?;
+                caller.check(&engine, &root)?;
                 let s = engine.status(&root)?;
                 Ok(pb::StatusResponse {
                     repository: Some(repository(&engine, &root, Some(&s))),
@@ -516,6 +586,7 @@ impl CodeContext for Service {
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let _permit = self.admit()?;
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
         let repo_name = req.repository.clone();
@@ -525,6 +596,7 @@ impl CodeContext for Service {
             repo_name,
             blocking(move || {
                 let root = resolve(&engine, None, &req.repository)?;
+                caller.check(&engine, &root)?;
                 let language = match opt(req.language) {
                     Some(l) => Some(
                         Language::parse(&l)
@@ -603,6 +675,7 @@ impl CodeContext for Service {
         request: Request<pb::GetContextRequest>,
     ) -> Result<Response<pb::GetContextResponse>, Status> {
         let _permit = self.admit()?;
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
         let repo_name = req.repository.clone();
@@ -612,6 +685,7 @@ impl CodeContext for Service {
             repo_name,
             blocking(move || {
                 let root = resolve(&engine, None, &req.repository)?;
+                caller.check(&engine, &root)?;
                 let budget = if req.budget == 0 {
                     8000
                 } else {
@@ -673,6 +747,7 @@ impl CodeContext for Service {
         request: Request<pb::ReadSpanRequest>,
     ) -> Result<Response<pb::ReadSpanResponse>, Status> {
         let _permit = self.admit()?;
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let engine = Arc::clone(&self.engine);
         let repo_name = req.repository.clone();
@@ -682,6 +757,7 @@ impl CodeContext for Service {
             repo_name,
             blocking(move || {
                 let root = resolve(&engine, None, &req.repository)?;
+                caller.check(&engine, &root)?;
                 let span = engine.read_span(
                     &root,
                     opt(req.r#ref).as_deref(),
@@ -797,7 +873,18 @@ pub async fn serve(
         CodeContextServer::new(api)
             .max_decoding_message_size(MAX_DECODE_BYTES)
             .max_encoding_message_size(MAX_ENCODE_BYTES),
-        Auth(options.auth_token.map(Arc::from)),
+        Auth(Arc::new(
+            options
+                .auth_token
+                .map(|token| super::admission::Client {
+                    name: "default".into(),
+                    token,
+                    scope: super::admission::Scope::all(),
+                })
+                .into_iter()
+                .chain(options.clients)
+                .collect(),
+        )),
     );
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = options.metrics_listen {
