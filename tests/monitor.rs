@@ -707,6 +707,36 @@ fn a_trigger_no_metric_backs_is_an_error_at_start() {
     );
 }
 
+#[test]
+fn a_structured_tasks_rollback_condition_is_checked_too() {
+    let (dir, _merge) = merged_repo();
+    let root = dir.path().join("svc");
+    let data = tempfile::tempdir().unwrap();
+    let config = monitor_config(dir.path(), "http://127.0.0.1:9", "10s", "");
+    let task = dir.path().join("task.json");
+    std::fs::write(
+        &task,
+        serde_json::json!({
+            "title": "Use compute() in the handler",
+            "description": "The handler should compute its answer.",
+            "rollback_condition": "checkout_failures > 1% within 30m",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = watch(data.path(), &root, &config, "documentation", now())
+        .arg("--task")
+        .arg(&task)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("the task's rollback_condition: rollback condition \"checkout_failures > 1% within 30m\" names the metric `checkout_failures`"),
+        "{stderr}"
+    );
+}
+
 /// A Python repository with a failing test, a scripted model that fixes it, an issue
 /// labelled `bug`, and a policy in which an isolated bug fix needs passing tests only and
 /// auto-merges or not.
