@@ -215,3 +215,121 @@ fn sigkilled_indexers_never_corrupt_the_index() {
         "too few kills landed while the indexer ran ({killed_mid_run} of {iterations})"
     );
 }
+
+/// The same guarantees when the writer is `codectx serve`: a client's streamed `Reindex`
+/// (and the background embedding behind its commit) killed with the whole server.
+#[test]
+fn sigkilled_servers_mid_reindex_never_corrupt_the_index() {
+    let iterations: usize = std::env::var("CODECTX_SERVER_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let seed = std::env::var("CODECTX_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("server crash test: {iterations} kills, CODECTX_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    let root_s = root.to_str().unwrap();
+    let (a, b) = two_commit_repo(root);
+    let expected = [clean_fingerprint(root, &a), clean_fingerprint(root, &b)];
+    let data = tempfile::tempdir().unwrap();
+    let serve = || {
+        crate::support::spawn_serve(codectx_command(
+            data.path(),
+            &["serve", "--listen", "127.0.0.1:0", "--repo", root_s],
+        ))
+    };
+    let reindex = |url: &str| {
+        codectx_command(data.path(), &["index", root_s, "--server", url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Complete runs through a server at both commits: the cache fills, and the shorter
+    // direction's duration is the window the kills are spread over.
+    let mut shortest = Duration::MAX;
+    for target in [&a, &b, &a, &b] {
+        git(root, &["checkout", "-q", target]);
+        let (mut server, url, _lines) = serve();
+        let started = Instant::now();
+        assert!(reindex(&url).wait().unwrap().success());
+        shortest = shortest.min(started.elapsed());
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    let window_ms = (shortest.as_millis() as u64).clamp(50, 5_000);
+    eprintln!("server crash test: a complete reindex through the server takes {window_ms} ms");
+
+    let mut killed_mid_run = 0;
+    for i in 0..iterations {
+        let target = if i % 2 == 0 { &b } else { &a };
+        git(root, &["checkout", "-q", target]);
+        let (mut server, url, _lines) = serve();
+        let mut client = reindex(&url);
+        std::thread::sleep(Duration::from_millis(rng.below(window_ms)));
+        if client.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        let _ = server.kill(); // SIGKILL, mid-reindex or mid-embedding
+        let _ = server.wait();
+        let _ = client.wait();
+
+        // The index opens and holds a whole commit.
+        let engine = Engine::new(Config::with_data_dir(data.path())).unwrap();
+        let snapshot = engine.snapshot_of(root, None).unwrap();
+        let committed = snapshot.ref_state().unwrap().commit.clone().unwrap();
+        assert!(
+            committed == a || committed == b,
+            "iteration {i} (seed {seed})"
+        );
+        assert_eq!(
+            fingerprint(&engine, root, None),
+            expected[usize::from(committed == b)],
+            "iteration {i} (seed {seed}): the committed state is not a whole commit"
+        );
+        drop(snapshot);
+        drop(engine);
+
+        // The next complete run (local this time) converges, one vector per chunk.
+        let out = codectx(data.path(), &["index", root_s]);
+        assert!(
+            out.status.success(),
+            "iteration {i} (seed {seed}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let engine = Engine::new(Config::with_data_dir(data.path())).unwrap();
+        assert_eq!(
+            fingerprint(&engine, root, None),
+            expected[usize::from(target == &b)],
+            "iteration {i} (seed {seed}): reindex after the kill differs from a clean rebuild"
+        );
+        let chunk_ids: BTreeSet<String> = engine
+            .snapshot_of(root, None)
+            .unwrap()
+            .all_chunks()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let vectors = vector_ids(&engine, root);
+        assert_eq!(
+            (
+                chunk_ids.difference(&vectors).count(),
+                vectors.difference(&chunk_ids).count()
+            ),
+            (0, 0),
+            "iteration {i} (seed {seed}): chunks without a vector, vectors without a chunk"
+        );
+    }
+    eprintln!("server crash test: {killed_mid_run} of {iterations} kills landed mid-reindex");
+}
