@@ -96,13 +96,9 @@ fn vector_ids(engine: &Engine, root: &Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-#[test]
-fn sigkilled_indexers_never_corrupt_the_index() {
-    let iterations: usize = std::env::var("CODECTX_CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seed = std::env::var("CODECTX_CRASH_SEED")
+/// `CODECTX_CRASH_SEED`, or one from the clock (printed by the tests, so a run replays).
+fn seed() -> u64 {
+    std::env::var("CODECTX_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {
@@ -111,7 +107,38 @@ fn sigkilled_indexers_never_corrupt_the_index() {
                 .unwrap()
                 .as_nanos() as u64
                 | 1
-        });
+        })
+}
+
+/// How many kills: the environment variable `var`, else `default`.
+fn iterations(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Chunks without a vector and vectors without a chunk in the index of `root`.
+fn unpaired(engine: &Engine, root: &Path) -> (usize, usize) {
+    let chunk_ids: BTreeSet<String> = engine
+        .snapshot_of(root, None)
+        .unwrap()
+        .all_chunks()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let vectors = vector_ids(engine, root);
+    (
+        chunk_ids.difference(&vectors).count(),
+        vectors.difference(&chunk_ids).count(),
+    )
+}
+
+#[test]
+fn sigkilled_indexers_never_corrupt_the_index() {
+    let iterations = iterations("CODECTX_CRASH_ITERATIONS", 50);
+    let seed = seed();
     eprintln!("crash test: {iterations} kills, CODECTX_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let repo = tempfile::tempdir().unwrap();
@@ -193,17 +220,7 @@ fn sigkilled_indexers_never_corrupt_the_index() {
             expected[want],
             "iteration {i} (seed {seed}): reindex after the kill differs from a clean rebuild"
         );
-        let chunk_ids: BTreeSet<String> = engine
-            .snapshot_of(root, None)
-            .unwrap()
-            .all_chunks()
-            .unwrap()
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
-        let vectors = vector_ids(&engine, root);
-        let missing = chunk_ids.difference(&vectors).count();
-        let orphaned = vectors.difference(&chunk_ids).count();
+        let (missing, orphaned) = unpaired(&engine, root);
         assert!(
             missing == 0 && orphaned == 0,
             "iteration {i} (seed {seed}): {missing} chunks without a vector, {orphaned} vectors without a chunk"
@@ -220,20 +237,8 @@ fn sigkilled_indexers_never_corrupt_the_index() {
 /// (and the background embedding behind its commit) killed with the whole server.
 #[test]
 fn sigkilled_servers_mid_reindex_never_corrupt_the_index() {
-    let iterations: usize = std::env::var("CODECTX_SERVER_CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    let seed = std::env::var("CODECTX_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let iterations = iterations("CODECTX_SERVER_CRASH_ITERATIONS", 4);
+    let seed = seed();
     eprintln!("server crash test: {iterations} kills, CODECTX_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let repo = tempfile::tempdir().unwrap();
@@ -313,20 +318,8 @@ fn sigkilled_servers_mid_reindex_never_corrupt_the_index() {
             expected[usize::from(target == &b)],
             "iteration {i} (seed {seed}): reindex after the kill differs from a clean rebuild"
         );
-        let chunk_ids: BTreeSet<String> = engine
-            .snapshot_of(root, None)
-            .unwrap()
-            .all_chunks()
-            .unwrap()
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
-        let vectors = vector_ids(&engine, root);
         assert_eq!(
-            (
-                chunk_ids.difference(&vectors).count(),
-                vectors.difference(&chunk_ids).count()
-            ),
+            unpaired(&engine, root),
             (0, 0),
             "iteration {i} (seed {seed}): chunks without a vector, vectors without a chunk"
         );

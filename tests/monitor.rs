@@ -410,6 +410,23 @@ async fn slack(State(f): State<Arc<Forge>>, body: String) -> impl IntoResponse {
     "ok"
 }
 
+/// The loopback GitHub API (`/api/repos/acme/svc/pulls`) and Slack webhook
+/// (`/{HOOK_PATH}`); they live as long as the returned runtime.
+fn start_forge() -> (String, Arc<Forge>, tokio::runtime::Runtime) {
+    let forge = Arc::new(Forge::default());
+    let rt = runtime();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/api/repos/acme/svc/pulls", post(pulls))
+        .route(&format!("/{HOOK_PATH}"), post(slack))
+        .with_state(Arc::clone(&forge));
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (url, forge, rt)
+}
+
 const TOKEN: &str = "ghp_MonitorTestToken0123456789abcdefXYZ";
 const HOOK_PATH: &str = "services/T0001/B0002/hooksecretZq8Lm2Vb4";
 
@@ -419,17 +436,7 @@ fn an_error_spike_after_the_merge_reverts_it_pushes_opens_a_pull_request_and_not
     let Some(prom) = start_prometheus(&service.addr) else {
         return;
     };
-    let forge = Arc::new(Forge::default());
-    let forge_rt = runtime();
-    let listener = forge_rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let forge_url = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/api/repos/acme/svc/pulls", post(pulls))
-        .route(&format!("/{HOOK_PATH}"), post(slack))
-        .with_state(Arc::clone(&forge));
-    forge_rt.spawn(async move { axum::serve(listener, app).await });
+    let (forge_url, forge, _forge_rt) = start_forge();
 
     let (dir, merge) = merged_repo();
     let root = dir.path().join("svc");
@@ -868,16 +875,7 @@ fn the_flow_sends_a_change_the_policy_will_not_auto_merge_to_review_with_a_pull_
         root,
         &["remote", "add", "origin", origin.path().to_str().unwrap()],
     );
-    let forge = Arc::new(Forge::default());
-    let forge_rt = runtime();
-    let listener = forge_rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let forge_url = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/api/repos/acme/svc/pulls", post(pulls))
-        .with_state(Arc::clone(&forge));
-    forge_rt.spawn(async move { axum::serve(listener, app).await });
+    let (forge_url, forge, _forge_rt) = start_forge();
     let monitor = monitor_config(
         f.data.path(),
         "http://127.0.0.1:9",
