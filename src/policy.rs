@@ -497,4 +497,36 @@ mod tests {
             .to_string();
         assert!(err.contains("line 1"), "{err}");
     }
+
+    #[test]
+    fn bad_monitor_and_governance_thresholds_are_refused_naming_the_place() {
+        let types =
+            "[task_types.docs]\nseverity = \"low\"\nauto_merge = true\nrequired_gates = []\n";
+        for (extra, says) in [
+            (
+                "[monitor]\nerror_rate = {}\n",
+                "monitor.error_rate: set `above` or `ratio_above`",
+            ),
+            (
+                "[monitor]\ncpu = { ratio_above = 0.0 }\n",
+                "monitor.cpu: thresholds must be finite",
+            ),
+            (
+                "[task_types.docs.monitor]\nmemory = {}\n",
+                "task type docs: monitor.memory: set `above`",
+            ),
+            (
+                "[governance]\ngraduate_below = 0.3\ndemote_above = 0.1\n",
+                "governance rates must lie in 0..=1 with graduate_below <= demote_above",
+            ),
+        ] {
+            let text = format!("{types}{extra}");
+            let e = Policy::parse(&text, "p.toml").unwrap_err().to_string();
+            assert!(e.starts_with("policy p.toml: ") && e.contains(says), "{e}");
+        }
+        // Without the sections: the documented defaults.
+        let p = Policy::parse(types, "p.toml").unwrap();
+        assert_eq!(p.thresholds("docs"), default_thresholds());
+        assert_eq!(p.governance_of("docs"), Governance::default());
+    }
 }
